@@ -1,0 +1,23 @@
+// The one crypto interface. Two implementations (node:crypto and @noble) must be byte-identical;
+// test/crypto proves it with RFC 8439 / RFC 5869 vectors and cross-tests.
+export type BackendName = 'node' | 'noble';
+
+export interface CryptoBackend {
+  readonly name: BackendName;
+  /**
+   * RFC 8439 ChaCha20: XOR `input` with the keystream of (key, nonce) starting at 64-byte block
+   * `counter` (0 <= counter < 2^32, and counter + blocks must not pass 2^32). Writes into
+   * `output` when given (may alias `input`), else into a new array; returns the output.
+   */
+  chacha20Xor(key: Uint8Array, nonce: Uint8Array, counter: number, input: Uint8Array, output?: Uint8Array): Uint8Array;
+  /** RFC 8439 AEAD_CHACHA20_POLY1305 seal: returns ciphertext || 16-byte tag. */
+  aeadSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array;
+  /** Opens ciphertext || tag; returns the plaintext, or null when authentication fails. */
+  aeadOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array | null;
+  /** HMAC-SHA256 over the concatenation of `parts` (no copy of the parts is made). */
+  hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array;
+  /** SHA-256 over the concatenation of `parts`. */
+  sha256(...parts: Uint8Array[]): Uint8Array;
+  /** RFC 5869 HKDF-SHA256. */
+  hkdf(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array;
+}
