@@ -1,0 +1,48 @@
+import { UsageError } from './command';
+
+export interface FlagSpec {
+  /** Flags that take a value (`--in FILE` or `--in=FILE`). */
+  values?: readonly string[];
+  /** Boolean flags (`--json`). */
+  booleans?: readonly string[];
+}
+
+export interface ParsedArgs {
+  values: Map<string, string>;
+  booleans: Set<string>;
+  positionals: string[];
+}
+
+/** Parses argv against a declared set of flags; an unknown flag is a UsageError that names it. */
+export function parseArgs(argv: readonly string[], spec: FlagSpec): ParsedArgs {
+  const valueFlags = new Set(spec.values ?? []);
+  const booleanFlags = new Set(spec.booleans ?? []);
+  const out: ParsedArgs = { values: new Map(), booleans: new Set(), positionals: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (!arg.startsWith('--')) {
+      out.positionals.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
+    if (booleanFlags.has(name)) {
+      if (eq >= 0) throw new UsageError(`--${name} takes no value`);
+      out.booleans.add(name);
+    } else if (valueFlags.has(name)) {
+      const value = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
+      if (value === undefined) throw new UsageError(`--${name} needs a value`);
+      out.values.set(name, value);
+    } else {
+      throw new UsageError(`unknown option --${name}`);
+    }
+  }
+  return out;
+}
+
+/** The value of a required flag, or a UsageError that names it. */
+export function required(args: ParsedArgs, name: string): string {
+  const v = args.values.get(name);
+  if (v === undefined) throw new UsageError(`--${name} is required`);
+  return v;
+}
