@@ -1,0 +1,192 @@
+// The KDC's decision core: one authenticated ISSUE_REQUEST in, one ISSUE_RESPONSE or
+// ISSUE_ERROR out. Synchronous and pure: the caller passes the clock, the random source, the
+// crypto backend and read-only views of the principal store and policy.
+//
+// What the service wrapper adds around issue() (it owns the store, the replay cache, metrics):
+//   1. Frame/decoder errors -> ISSUE_ERROR with kdcErrorCodeFor(error) (version or malformed),
+//      requestId = the first 16 body bytes if present, else zeros; then close.
+//   2. Idempotency and replay, keyed by requestId, BEFORE calling issue():
+//        cache.get(requestId) -> { digest, outcome } | undefined
+//        same digest (requestDigest(raw))  -> resend the cached outcome's message unchanged
+//        different digest                  -> ISSUE_ERROR replay (do not call issue())
+//      After issue(): cache the outcome only when `cacheable` is true (the request passed the
+//      authenticator), so forged requests cannot claim requestIds, until now + maxSkewMs +
+//      ticketLifetimeMs. A retried request must never mint a second session key.
+//   3. Rate limits, busy, store-unavailable and internal are the wrapper's codes; issue() never
+//      returns them except `internal` for an inconsistent call.
+import type { CryptoBackend } from '../common/crypto/backend';
+import { zeroize } from '../common/crypto/compare';
+import type { RandomSource } from '../common/crypto/random';
+import type { Binding } from '../common/protocol/binding';
+import { bytesEqual, fitStr, type IpAddr } from '../common/protocol/codec';
+import { cidrContains, parseCidr } from '../common/protocol/cidr';
+import {
+  type IssueErrorMsg,
+  type IssueRequestMsg,
+  type IssueResponseMsg,
+  KdcErrorCode,
+  KdcType,
+  encodeKdcMessage,
+} from '../common/protocol/kdc-messages';
+import { verifyRequestAuthenticator } from '../common/protocol/kdc-request-auth';
+import { SESSION_KEY_LEN } from '../common/protocol/key-schedule';
+import { TICKET_NONCE_LEN, type VersionedKey, sealTicket } from '../common/protocol/ticket';
+
+export const DEFAULT_MAX_SKEW_MS = 300_000;
+export const DEFAULT_TICKET_LIFETIME_MS = 120_000;
+
+export interface PrincipalKey extends VersionedKey {
+  /** Last instant (ms, inclusive) the key may be used; required for every key but the current one. */
+  validUntil?: number;
+}
+
+export interface PrincipalRecord {
+  name: string;
+  /** Current key first, then previous keys still in their grace period. */
+  keys: readonly PrincipalKey[];
+  disabled: boolean;
+  /** CIDR strings; empty means any client address. Entries that do not parse match nothing. */
+  allowedNets: readonly string[];
+  groups: readonly string[];
+}
+
+export interface ServiceRef {
+  addr: IpAddr;
+  port: number;
+}
+
+export interface IssuerContext {
+  now: number;
+  random: RandomSource;
+  backend: CryptoBackend;
+  lookupPrincipal(name: string): PrincipalRecord | null;
+  /** May `client` (or one of `clientGroups`) reach `service` through `gateway`? */
+  policyAllows(client: string, clientGroups: readonly string[], gateway: string, service: ServiceRef): boolean;
+  ticketLifetimeMs: number;
+  maxSkewMs?: number;
+}
+
+export interface IssueRequest {
+  message: IssueRequestMsg;
+  /** The complete frame that decoded to `message` (Frame.raw). */
+  raw: Uint8Array;
+}
+
+export type IssueOutcome =
+  | { ok: true; message: IssueResponseMsg; cacheable: true }
+  | { ok: false; message: IssueErrorMsg; cacheable: boolean };
+
+/** Digest of a request frame, for the wrapper's "same requestId, same bytes" test. */
+export function requestDigest(backend: CryptoBackend, raw: Uint8Array): Uint8Array {
+  return backend.sha256(raw);
+}
+
+/** The key with `kvno` if it is usable at `now`: the current key unless it has expired, an older one only within its validUntil. */
+export function usableKey(keys: readonly PrincipalKey[], kvno: number, now: number): PrincipalKey | null {
+  const i = keys.findIndex((k) => k.kvno === kvno);
+  if (i < 0) return null;
+  const k = keys[i] as PrincipalKey;
+  if (k.validUntil === undefined) return i === 0 ? k : null; // no open-ended grace for old keys
+  return now <= k.validUntil ? k : null;
+}
+
+/** The principal's current key, if usable at `now`. */
+export function currentKey(keys: readonly PrincipalKey[], now: number): PrincipalKey | null {
+  const first = keys[0];
+  return first === undefined ? null : usableKey(keys, first.kvno, now);
+}
+
+export function addressAllowed(allowedNets: readonly string[], addr: IpAddr): boolean {
+  if (allowedNets.length === 0) return true;
+  return allowedNets.some((text) => {
+    const c = parseCidr(text);
+    return c.ok && cidrContains(c.value, addr);
+  });
+}
+
+function refuse(m: IssueRequestMsg, code: KdcErrorCode, reason: string, authenticated: boolean): IssueOutcome {
+  return { ok: false, message: { type: KdcType.IssueError, requestId: m.requestId, code, reason: fitStr(reason) }, cacheable: authenticated };
+}
+
+/**
+ * Checks, in spec order: both principals known and enabled; gateway kvno current or within
+ * grace; authenticator; |now - timestamp| <= maxSkewMs; client address in the client's allowed
+ * nets; policy. Then mints a session key and seals it with the binding into two tickets.
+ * Random draws, in order: session key (32), gateway ticket nonce (12), client ticket nonce (12).
+ */
+export function issue(request: IssueRequest, ctx: IssuerContext): IssueOutcome {
+  const m = request.message;
+  const now = ctx.now;
+  if (!bytesEqual(encodeKdcMessage(m), request.raw)) return refuse(m, KdcErrorCode.Internal, 'request bytes do not match the decoded request', false);
+
+  const gateway = ctx.lookupPrincipal(m.gatewayPrincipal);
+  if (gateway === null) return refuse(m, KdcErrorCode.UnknownPrincipal, 'unknown gateway principal', false);
+  if (gateway.disabled) return refuse(m, KdcErrorCode.PrincipalDisabled, 'gateway principal disabled', false);
+  const client = ctx.lookupPrincipal(m.clientPrincipal);
+  if (client === null) return refuse(m, KdcErrorCode.UnknownPrincipal, 'unknown client principal', false);
+  if (client.disabled) return refuse(m, KdcErrorCode.PrincipalDisabled, 'client principal disabled', false);
+  const clientKey = currentKey(client.keys, now);
+  if (clientKey === null) return refuse(m, KdcErrorCode.PrincipalDisabled, 'client principal has no usable key', false);
+
+  const gatewayKey = usableKey(gateway.keys, m.gatewayKvno, now);
+  if (gatewayKey === null) return refuse(m, KdcErrorCode.BadAuthenticator, `gateway kvno ${m.gatewayKvno} is not current or in grace`, false);
+  if (!verifyRequestAuthenticator(ctx.backend, gatewayKey.key, request.raw)) {
+    return refuse(m, KdcErrorCode.BadAuthenticator, 'authenticator does not verify', false);
+  }
+  // From here the request is authenticated: its refusals may be cached by requestId.
+  const maxSkew = ctx.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
+  if (Math.abs(now - m.timestampMs) > maxSkew) return refuse(m, KdcErrorCode.ClockSkew, `timestamp off by more than ${maxSkew} ms`, true);
+  if (!addressAllowed(client.allowedNets, m.tuple.clientAddr)) {
+    return refuse(m, KdcErrorCode.AddressNotAllowed, 'client address outside the client principal’s allowed networks', true);
+  }
+  const service: ServiceRef = { addr: m.tuple.serverAddr, port: m.tuple.serverPort };
+  if (!ctx.policyAllows(client.name, client.groups, gateway.name, service)) {
+    return refuse(m, KdcErrorCode.PolicyDenied, 'policy does not allow this client to this service', true);
+  }
+
+  const binding: Binding = {
+    suite: m.suite,
+    connId: m.connId,
+    clientPrincipal: m.clientPrincipal,
+    gatewayPrincipal: m.gatewayPrincipal,
+    tuple: m.tuple,
+    clientIsn: m.clientIsn,
+    gatewayNonce: m.gatewayNonce,
+    agentNonce: m.agentNonce,
+    issuedAtMs: now,
+    expiresAtMs: now + ctx.ticketLifetimeMs,
+  };
+  const sessionKey = draw(ctx.random, SESSION_KEY_LEN);
+  try {
+    // The gateway's ticket is sealed under the key version it proved it holds.
+    const gatewayTicket = sealTicket(ctx.backend, {
+      owner: m.gatewayPrincipal,
+      ownerKey: gatewayKey,
+      requestId: m.requestId,
+      nonce: draw(ctx.random, TICKET_NONCE_LEN),
+      sessionKey,
+      binding,
+    });
+    const clientTicket = sealTicket(ctx.backend, {
+      owner: m.clientPrincipal,
+      ownerKey: clientKey,
+      requestId: m.requestId,
+      nonce: draw(ctx.random, TICKET_NONCE_LEN),
+      sessionKey,
+      binding,
+    });
+    return {
+      ok: true,
+      message: { type: KdcType.IssueResponse, requestId: m.requestId, expiresAtMs: binding.expiresAtMs, gatewayTicket, clientTicket },
+      cacheable: true,
+    };
+  } finally {
+    zeroize(sessionKey);
+  }
+}
+
+function draw(random: RandomSource, n: number): Uint8Array {
+  const b = random(n);
+  if (b.length !== n) throw new RangeError(`random source returned ${b.length} bytes, wanted ${n}`);
+  return b;
+}
