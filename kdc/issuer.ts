@@ -36,8 +36,8 @@ export const DEFAULT_MAX_SKEW_MS = 300_000;
 export const DEFAULT_TICKET_LIFETIME_MS = 120_000;
 
 export interface PrincipalKey extends VersionedKey {
-  /** Last instant (ms, inclusive) the key may be used; required for every key but the current one. */
-  validUntil?: number;
+  /** Last instant (ms, inclusive) the key may be used; required for every key but the current one. null = none (as the store holds it). */
+  validUntil?: number | null;
 }
 
 export interface PrincipalRecord {
@@ -86,7 +86,7 @@ export function usableKey(keys: readonly PrincipalKey[], kvno: number, now: numb
   const i = keys.findIndex((k) => k.kvno === kvno);
   if (i < 0) return null;
   const k = keys[i] as PrincipalKey;
-  if (k.validUntil === undefined) return i === 0 ? k : null; // no open-ended grace for old keys
+  if (k.validUntil === undefined || k.validUntil === null) return i === 0 ? k : null; // no open-ended grace for old keys
   return now <= k.validUntil ? k : null;
 }
 
