@@ -1,0 +1,132 @@
+// CryptoBackend on node:crypto (OpenSSL). This is the per-packet path: one native cipher or HMAC
+// object per call is the floor node allows (a cipher cannot be re-keyed or re-IVed), so the code
+// around it avoids extra copies and allocations.
+import { createCipheriv, createDecipheriv, createHash, createHmac } from 'node:crypto';
+import type { CryptoBackend } from './backend';
+import {
+  TAG_BYTES,
+  checkBytes,
+  checkCounter,
+  checkHkdfLength,
+  checkKeyNonce,
+  checkOutput,
+  checkParts,
+} from './checks';
+
+// OpenSSL's 'chacha20' IV is 4-byte little-endian block counter || 12-byte nonce.
+// createCipheriv copies the IV into the cipher context, so one buffer serves every call.
+const iv = new Uint8Array(16);
+const ivView = new DataView(iv.buffer);
+const HASH_BYTES = 32;
+
+// Results are plain Uint8Array views (no copy) over node's fresh Buffers: Buffer#slice returns a
+// view, not a copy, so handing out Buffers would make `result.slice()` alias what zeroize wipes.
+function plain(buffer: Buffer): Uint8Array {
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.length);
+}
+
+function chacha20Xor(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  counter: number,
+  input: Uint8Array,
+  output?: Uint8Array,
+): Uint8Array {
+  const op = 'node chacha20Xor';
+  checkKeyNonce(op, key, nonce);
+  checkBytes(op, 'input', input);
+  checkCounter(op, counter, input.length);
+  if (output !== undefined) checkOutput(op, input, output);
+  if (input.length === 0) return output ?? new Uint8Array(0);
+  ivView.setUint32(0, counter, true);
+  iv.set(nonce, 4);
+  const result = createCipheriv('chacha20', key, iv).update(input);
+  if (output === undefined) return plain(result);
+  output.set(result);
+  return output;
+}
+
+function aeadSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
+  const op = 'node aeadSeal';
+  checkKeyNonce(op, key, nonce);
+  checkBytes(op, 'plaintext', plaintext);
+  checkBytes(op, 'aad', aad);
+  const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_BYTES });
+  cipher.setAAD(aad, { plaintextLength: plaintext.length });
+  const sealed = new Uint8Array(plaintext.length + TAG_BYTES);
+  sealed.set(cipher.update(plaintext));
+  cipher.final();
+  sealed.set(cipher.getAuthTag(), plaintext.length);
+  return sealed;
+}
+
+function aeadOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array | null {
+  const op = 'node aeadOpen';
+  checkKeyNonce(op, key, nonce);
+  checkBytes(op, 'sealed', sealed);
+  checkBytes(op, 'aad', aad);
+  // Too short to hold a tag cannot authenticate: that is hostile input, not a programming error.
+  if (sealed.length < TAG_BYTES) return null;
+  const textLength = sealed.length - TAG_BYTES;
+  const decipher = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_BYTES });
+  decipher.setAuthTag(sealed.subarray(textLength));
+  decipher.setAAD(aad, { plaintextLength: textLength });
+  const plaintext = decipher.update(sealed.subarray(0, textLength));
+  try {
+    decipher.final();
+  } catch {
+    plaintext.fill(0); // never let unauthenticated plaintext linger
+    return null;
+  }
+  return plain(plaintext);
+}
+
+function hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
+  const op = 'node hmacSha256';
+  checkBytes(op, 'key', key);
+  checkParts(op, parts);
+  const mac = createHmac('sha256', key);
+  for (const part of parts) mac.update(part);
+  return plain(mac.digest());
+}
+
+function sha256(...parts: Uint8Array[]): Uint8Array {
+  checkParts('node sha256', parts);
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part);
+  return plain(hash.digest());
+}
+
+// RFC 5869 over HMAC rather than hkdfSync, which caps info at 1024 bytes: both backends must
+// accept the same inputs.
+function hkdf(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array {
+  const op = 'node hkdf';
+  checkBytes(op, 'ikm', ikm);
+  checkBytes(op, 'salt', salt);
+  checkBytes(op, 'info', info);
+  checkHkdfLength(op, length);
+  const prk = createHmac('sha256', salt).update(ikm).digest();
+  const okm = new Uint8Array(length);
+  const counter = new Uint8Array(1);
+  let previous: Uint8Array = new Uint8Array(0);
+  for (let offset = 0, i = 1; offset < length; offset += HASH_BYTES, i++) {
+    counter[0] = i;
+    const block = createHmac('sha256', prk).update(previous).update(info).update(counter).digest();
+    okm.set(block.subarray(0, Math.min(HASH_BYTES, length - offset)), offset);
+    previous.fill(0);
+    previous = block;
+  }
+  previous.fill(0);
+  prk.fill(0);
+  return okm;
+}
+
+export const nodeBackend: CryptoBackend = {
+  name: 'node',
+  chacha20Xor,
+  aeadSeal,
+  aeadOpen,
+  hmacSha256,
+  sha256,
+  hkdf,
+};
