@@ -85,7 +85,7 @@ function fromVersionNibble(bytes: Uint8Array, ipOffset: number): Result<LinkFram
 // BSD AF_INET is 2 everywhere; AF_INET6 differs by OS (24 NetBSD/OpenBSD, 28 FreeBSD, 30 macOS).
 function fromAddressFamily(af: number): number {
   if (af === 2) return ETHERTYPE.IPV4;
-  if (af === 24 || af === 28 || af === 30 || af === 10) return ETHERTYPE.IPV6;
+  if (af === 24 || af === 28 || af === 30) return ETHERTYPE.IPV6;
   return 0;
 }
 
