@@ -2,6 +2,9 @@ import type { Command } from './command';
 
 // One line per subcommand, kept in alphabetical order. Loaded lazily so that `--help` stays fast
 // and a command's dependencies load only when it runs.
+/* eslint-disable @typescript-eslint/no-require-imports */
 export const commands: Record<string, () => Command> = {
+  bench: () => require('./commands/bench').command,
+  demo: () => require('./commands/demo').command,
   replay: () => require('./commands/replay').command,
 };

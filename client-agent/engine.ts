@@ -12,6 +12,7 @@ import { Counters } from '../common/engine/counters';
 import { EndpointSet, type EndpointRule } from '../common/engine/endpoints';
 import { FlowCipher } from '../common/engine/flow-cipher';
 import { FlowTable, type TableEntry } from '../common/engine/flow-table';
+import { peekAddresses } from '../common/engine/peek';
 import { resetInstead, resetReplyTo } from '../common/engine/reset';
 import { clampMss } from '../common/engine/syn-options';
 import { type FlowTuple, bytesEqual, tupleEqual } from '../common/protocol/codec';
@@ -25,6 +26,8 @@ import { canonicalFlowKey } from '../common/wire/flow-key';
 import { type IpView, parseIp } from '../common/wire/ip';
 import { rewriteTcp } from '../common/wire/packet';
 import { TCP_FLAGS, type TcpView, parseTcp } from '../common/wire/tcp';
+
+const EMPTY = new Uint8Array(0);
 
 export type DestinationMode = 'require' | 'opportunistic';
 
@@ -127,16 +130,16 @@ export class AgentEngine {
   handlePacket(packet: Uint8Array, now: number): Verdict {
     this.counters.inc('packets');
     const ipr = parseIp(packet);
-    if (!ipr.ok) return this.malformed();
+    if (!ipr.ok) return this.touchesProtected(peekAddresses(packet)) ? this.drop('malformed', 'malformed-ip') : this.malformed();
     const ip = ipr.value;
     if (ip.protocol !== 6) return this.pass();
     if (ip.isFragment) {
-      if (this.destinations.coversAddress(ip.dst) || this.destinations.coversAddress(ip.src)) return this.drop('dropped:fragment', 'fragment');
+      if (this.touchesProtected(ip)) return this.drop('dropped:fragment', 'fragment');
       return this.pass();
     }
     const tcpr = parseTcp(packet, ip.payloadOffset, ip.payloadLength);
     if (!tcpr.ok) {
-      if (this.destinations.coversAddress(ip.dst) || this.destinations.coversAddress(ip.src)) return this.drop('malformed', 'malformed-tcp');
+      if (this.touchesProtected(ip)) return this.drop('malformed', 'malformed-tcp');
       return this.malformed();
     }
     const tcp = tcpr.value;
@@ -180,7 +183,9 @@ export class AgentEngine {
     const connId = Buffer.from(this.deps.random(8)).readBigUInt64BE(0);
     const request = encodeRequestOption({ version: 1, suites: suiteBit(Suite.CG1), connId }, this.config.option);
     const options = clampMss(tcp.optionBytes, TAG_OPTION_LEN, ip.version, [request]);
-    const marked = options.ok ? rewriteTcp(packet, ip, tcp, { options: options.value }) : null;
+    // SYN data (TCP Fast Open) cannot be encrypted before there is a key: it is left out, and the
+    // client's stack sends it again after the handshake because the SYN-ACK does not cover it.
+    const marked = options.ok ? rewriteTcp(packet, ip, tcp, { options: options.value, payload: EMPTY }) : null;
     if (marked === null || !marked.ok) {
       // No room for the request: never silently downgrade a required destination.
       return destination.mode === 'require' ? this.refuseClient(ip, tcp, 'no-option-space') : this.pass();
@@ -403,6 +408,11 @@ export class AgentEngine {
 
   debugCiphers(): FlowCipher[] {
     return [...this.table.entries()].flatMap(([, f]) => (f.cipher ? [f.cipher] : []));
+  }
+
+  /** Whether a packet's addresses belong to a protected destination (any port). */
+  private touchesProtected(addrs: { src: Uint8Array; dst: Uint8Array } | null): boolean {
+    return addrs !== null && (this.destinations.coversAddress(addrs.dst) || this.destinations.coversAddress(addrs.src));
   }
 
   private pass(): Verdict {

@@ -12,6 +12,7 @@ import { Counters } from '../common/engine/counters';
 import { EndpointSet, type EndpointRule } from '../common/engine/endpoints';
 import { FlowCipher } from '../common/engine/flow-cipher';
 import { FlowTable, type TableEntry } from '../common/engine/flow-table';
+import { peekAddresses } from '../common/engine/peek';
 import { resetReplyTo } from '../common/engine/reset';
 import { clampMss, removeOption } from '../common/engine/syn-options';
 import { bindingEqual } from '../common/protocol/binding';
@@ -141,18 +142,18 @@ export class GatewayEngine {
   handlePacket(packet: Uint8Array, now: number): Verdict {
     this.counters.inc('packets');
     const ipr = parseIp(packet);
-    if (!ipr.ok) return this.malformed('ip');
+    if (!ipr.ok) return this.touchesProtected(peekAddresses(packet)) ? this.drop('malformed', 'malformed-ip') : this.malformed('ip');
     const ip = ipr.value;
     if (ip.protocol !== 6) return this.pass();
     if (ip.isFragment) {
       // Fragments carry no ports. TCP to a protected host never needs them (MSS is clamped, DF
       // set), so there they are dropped; elsewhere they pass untouched.
-      if (this.services.coversAddress(ip.dst) || this.services.coversAddress(ip.src)) return this.drop('fragment-dropped', 'fragment');
+      if (this.touchesProtected(ip)) return this.drop('fragment-dropped', 'fragment');
       return this.pass();
     }
     const tcpr = parseTcp(packet, ip.payloadOffset, ip.payloadLength);
     if (!tcpr.ok) {
-      if (this.services.coversAddress(ip.dst) || this.services.coversAddress(ip.src)) return this.drop('malformed', 'malformed-tcp');
+      if (this.touchesProtected(ip)) return this.drop('malformed', 'malformed-tcp');
       return this.malformed('tcp');
     }
     const tcp = tcpr.value;
@@ -407,7 +408,8 @@ export class GatewayEngine {
     const ours = scanOptions(tcp.value.optionBytes, this.config.option);
     if (!ours.ok || ours.value.request === null) return null;
     const options = removeOption(tcp.value.optionBytes, ours.value.request.offset, ours.value.request.length);
-    const out = rewriteTcp(syn, ip.value, tcp.value, { options });
+    // Unauthenticated SYN data never reaches the server (rule 1).
+    const out = rewriteTcp(syn, ip.value, tcp.value, { options, payload: new Uint8Array(0) });
     return out.ok ? out.value : null;
   }
 
@@ -522,6 +524,11 @@ export class GatewayEngine {
   }
 
   // ---- helpers --------------------------------------------------------------------------
+
+  /** Whether a packet's addresses belong to a protected host (any port). */
+  private touchesProtected(addrs: { src: Uint8Array; dst: Uint8Array } | null): boolean {
+    return addrs !== null && (this.services.coversAddress(addrs.dst) || this.services.coversAddress(addrs.src));
+  }
 
   private pass(): Verdict {
     this.counters.inc('pass');

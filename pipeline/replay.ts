@@ -14,7 +14,7 @@ import { parseIp } from '../common/wire/ip';
 import { parseLink } from '../common/wire/link';
 import { parseTcp } from '../common/wire/tcp';
 import { type VerdictTally } from './pipeline';
-import { createPipeline, createTrio } from './setup';
+import { DEFAULT_TIMERS, createPipeline, createTrio } from './setup';
 import { type DirectionFilter, type StreamBytes, directionName, plaintextRunsIn, reassemble, sameStream } from './streams';
 
 export interface Endpoint {
@@ -76,6 +76,8 @@ export interface ReplaySummary {
   nonIpFrames: number;
   flows: number;
   protectedFlows: number;
+  /** Flows holding keys (agent + gateway) when the capture ends, and once every timer has fired. */
+  keyedFlows: { atEndOfCapture: number; afterTimers: number };
   verdicts: { agent: VerdictTally; gateway: VerdictTally };
   bytes: { input: number; client: number; wire: number; server: number };
   messages: { keyDelivery: number; kdc: number };
@@ -143,8 +145,12 @@ export function replayPipeline(options: PipelineReplayOptions): PipelineReplayRe
       pipeline.clientSends(frame.ip, now);
     }
   }
+  // The capture is over: let every timer run out (linger, idle) and see what keys remain.
+  const keyedAtEnd = pipeline.agent.keyedFlowCount + pipeline.gateway.keyedFlowCount;
+  pipeline.tick(lastTick + DEFAULT_TIMERS.idleTimeoutMs + DEFAULT_TIMERS.lingerMs + 1);
   const summary: ReplaySummary = {
     packets: options.packets.length,
+    keyedFlows: { atEndOfCapture: keyedAtEnd, afterTimers: pipeline.agent.keyedFlowCount + pipeline.gateway.keyedFlowCount },
     nonIpFrames: nonIp,
     flows: countFlows(input),
     protectedFlows: pipeline.gateway.counters.get('flows-established'),
@@ -210,7 +216,11 @@ function verify(protect: readonly Endpoint[], input: Uint8Array[], raw: { client
     const ip = parseIp(p);
     if (!ip.ok || ip.value.protocol !== 6 || ip.value.isFragment) continue;
     const tcp = parseTcp(p, ip.value.payloadOffset, ip.value.payloadLength);
-    if (tcp.ok && tcp.value.payloadLength > 0) wirePayloads.push(tcp.value.payload);
+    if (!tcp.ok || tcp.value.payloadLength === 0) continue;
+    // Only protected flows' segments: plaintext flows may legitimately carry the same bytes.
+    if (c2s(ip.value.src, tcp.value.srcPort, ip.value.dst, tcp.value.dstPort) || s2c(ip.value.src, tcp.value.srcPort, ip.value.dst, tcp.value.dstPort)) {
+      wirePayloads.push(tcp.value.payload);
+    }
   }
   const plaintextRunsOnWire = plaintextRunsIn([...originalC2s.values(), ...originalS2c.values()].flatMap(seenRuns), wirePayloads);
   return { streams, plaintextRunsOnWire, ok: plaintextRunsOnWire === 0 && streams.every((s) => s.equal) };

@@ -1,0 +1,95 @@
+import type { BackendName } from '../../common/crypto/backend';
+import { backendNames, isBackendName } from '../../common/crypto';
+import { type EngineBenchResult, type EngineCase, runEngineBench } from '../../bench/engine';
+import { defaultResultsDir, formatNumber, formatTable, writeResult } from '../../bench/report';
+import { parseArgs } from '../args';
+import { type Command, UsageError } from '../command';
+
+const DEFAULT_SECONDS = 2;
+
+const usage = `usage:
+  ciphergate bench engine [--json] [--seconds N] [--backend node|noble|all] [--out-dir DIR]
+
+engine   offline throughput of the engines on one core, in this process: a Buffer.copy
+         baseline, pass-through (gateway, unprotected service) and protect + unprotect of an
+         established, really keyed flow in each direction, at 64- and 1460-byte payloads.
+
+--seconds N   timed seconds per case, after a short warm-up (default ${DEFAULT_SECONDS}).
+--backend B   crypto backend(s) for the protected cases: node, noble or all (default all).
+--json        print the result as JSON instead of a table.
+--out-dir D   where to write engine-<date>.json and engine-latest.json (default bench/results).
+
+Gbit/s counts payload bytes only. Targets: pass-through >= 1,000,000 packets/s; protect +
+unprotect >= 1 Gbit/s at 1460 bytes.`;
+
+function backendsOf(value: string | undefined): BackendName[] {
+  if (value === undefined || value === 'all') return [...backendNames];
+  if (!isBackendName(value)) throw new UsageError(`--backend: '${value}' is not node, noble or all`);
+  return [value];
+}
+
+function secondsOf(value: string | undefined): number {
+  if (value === undefined) return DEFAULT_SECONDS;
+  const n = Number(value);
+  if (!/^\d*\.?\d+$/.test(value) || !(n > 0) || n > 600) throw new UsageError(`--seconds: '${value}' is not a number of seconds in (0, 600]`);
+  return n;
+}
+
+function table(result: EngineBenchResult): string {
+  const baseline = new Map(result.cases.filter((c) => c.name === 'memcpy').map((c) => [c.payloadBytes, c.nsPerPacket]));
+  const vsCopy = (c: EngineCase): string => {
+    const base = baseline.get(c.payloadBytes);
+    return base === undefined || c.name === 'memcpy' ? '' : `${formatNumber(c.nsPerPacket / base, 1)}x`;
+  };
+  const rows = formatTable<EngineCase>(
+    [
+      { title: 'case', cell: (c) => c.name },
+      { title: 'backend', cell: (c) => c.backend },
+      { title: 'payload', align: 'right', cell: (c) => `${c.payloadBytes} B` },
+      { title: 'packets/s', align: 'right', cell: (c) => formatNumber(c.packetsPerSecond) },
+      { title: 'Gbit/s', align: 'right', cell: (c) => c.gbitPerSecond.toFixed(3) },
+      { title: 'ns/packet', align: 'right', cell: (c) => formatNumber(c.nsPerPacket, 1) },
+      { title: 'vs memcpy', align: 'right', cell: vsCopy },
+      { title: 'cpu', align: 'right', cell: (c) => `${Math.round(c.cpuShare * 100)}%` },
+    ],
+    result.cases,
+  );
+  const yes = (b: boolean): string => (b ? 'met' : 'NOT met');
+  const t = result.targets;
+  const lines = [
+    `engine bench: ${result.node}, ${result.cpu}, one core, ${result.date}`,
+    '',
+    rows,
+    '',
+    'cpu = process CPU time / wall time of the case: well under 100% means the core was shared.',
+    `pass-through >= ${formatNumber(t.passThroughPacketsPerSecond)} packets/s: ${yes(result.meets.passThrough)}`,
+  ];
+  for (const [backend, met] of Object.entries(result.meets.protected)) {
+    lines.push(`protect+unprotect >= ${t.protectedGbitPerSecond} Gbit/s at ${t.protectedPayloadBytes} B (${backend}): ${yes(met)}`);
+  }
+  return lines.join('\n');
+}
+
+export const command: Command = {
+  name: 'bench',
+  summary: 'measure engine throughput on one core (bench engine)',
+  usage,
+  async run(argv) {
+    const args = parseArgs(argv, { values: ['seconds', 'backend', 'out-dir'], booleans: ['json'] });
+    const [what, ...extra] = args.positionals;
+    if (what !== 'engine') throw new UsageError(what === undefined ? 'which bench? (engine)' : `unknown bench '${what}' (engine)`);
+    if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
+    const json = args.booleans.has('json');
+    const result = runEngineBench({
+      seconds: secondsOf(args.values.get('seconds')),
+      backends: backendsOf(args.values.get('backend')),
+      onCase: (name, backend, bytes) => {
+        if (process.stderr.isTTY) process.stderr.write(`  ${name} ${backend} ${bytes} B...\n`);
+      },
+    });
+    const written = writeResult(args.values.get('out-dir') ?? defaultResultsDir(), 'engine', new Date(result.date), result);
+    if (json) console.log(JSON.stringify(result, null, 2));
+    else console.log(`${table(result)}\n\nwrote ${written.dated}\n  and ${written.latest}`);
+    return 0;
+  },
+};
