@@ -3,15 +3,19 @@
 // How ioredis is configured, and why:
 // - Every operation has one deadline (timeoutMs) covering the wait for a connection and the
 //   reply, so a dead Redis gives StoreUnavailableError fast, never a hang.
-// - Commands are sent only on a ready connection. Operations waiting for one are counted and
-//   capped (maxPending): that is the bounded offline queue. ioredis's own queue then only
-//   carries READONLY resends, so a command the caller already saw time out is not written later.
-// - maxRetriesPerRequest 1, commandTimeout = timeoutMs, short capped reconnect back-off.
-// - READONLY (a master demoted by failover): reconnectOnError reconnects and resends; Sentinel
-//   mode then asks the sentinels for the new master, and subscribes to +switch-master
-//   (failoverDetector) to move before a write even fails. Cluster mode refreshes its slot map.
+// - ioredis's offline queue is off. Operations wait here for a ready connection instead, counted
+//   and capped (maxPending): that is the bounded offline queue, and a command whose caller already
+//   saw it time out can never be written later (no stale CAS landing after an error).
+// - maxRetriesPerRequest 1, commandTimeout = timeoutMs, short capped reconnect back-off, and no
+//   automatic resend of commands that were in flight when a link dropped (they may have run).
+// - READONLY (a master demoted by failover): reconnectOnError drops the link; Sentinel mode
+//   then asks the sentinels for the new master (and follows +switch-master through
+//   failoverDetector before a write even fails), Cluster mode refreshes its slot map, and the
+//   operation is retried within its deadline: a rejected write certainly did not run.
 // - Cluster: principals, policy, meta and the change counter share the hash tag `{prefix}` so the
 //   CAS scripts touch one slot; issued records and the audit stream spread over other slots.
+// - A CAS write that fails with StoreUnavailableError has an unknown outcome (the reply may have
+//   been lost): re-read before retrying, as kdc/principals.ts does.
 import { readFileSync } from 'node:fs';
 import Redis, { Cluster, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { ok, err } from '../../common/result';
@@ -64,6 +68,12 @@ export interface RedisCommonOptions {
   maxPending?: number;
   /** Audit stream length (XADD MAXLEN ~). Default 100000. */
   auditMaxLen?: number;
+  /**
+   * Principal/policy/meta writes return only once this many replicas acknowledged them (WAIT);
+   * otherwise StoreUnavailableError (outcome unknown). Default 0: Redis replication is
+   * asynchronous, so a failover can lose a write acknowledged by the master alone.
+   */
+  waitForReplicas?: number;
 }
 
 export type RedisStoreOptions = RedisCommonOptions &
@@ -157,6 +167,7 @@ export class RedisKdcStore implements KdcStore {
   private readonly timeoutMs: number;
   private readonly maxPending: number;
   private readonly auditMaxLen: number;
+  private readonly waitForReplicas: number;
   private readonly k: { principals: string; principalRevs: string; policy: string; meta: string; metaRevs: string; version: string; audit: string; issued: string };
   private readonly waiters = new Set<{ resolve: () => void; reject: (e: Error) => void }>();
   private lastError = '';
@@ -167,6 +178,7 @@ export class RedisKdcStore implements KdcStore {
     this.timeoutMs = opts.timeoutMs ?? 500;
     this.maxPending = opts.maxPending ?? 1000;
     this.auditMaxLen = opts.auditMaxLen ?? 100_000;
+    this.waitForReplicas = opts.waitForReplicas ?? 0;
     const p = opts.keyPrefix ?? 'ciphergate';
     const tag = `{${p}}`;
     this.k = {
@@ -185,9 +197,11 @@ export class RedisKdcStore implements KdcStore {
       password: opts.password,
       tls: opts.tls ? { ca: opts.tls.caFile ? readFileSync(opts.tls.caFile) : undefined, servername: opts.tls.servername } : undefined,
       connectTimeout: opts.connectTimeoutMs ?? 1000,
+      // How long close() lets a socket linger (ioredis waits 2 s for a dead one by default).
+      disconnectTimeout: 200,
       commandTimeout: this.timeoutMs,
       maxRetriesPerRequest: 1,
-      enableOfflineQueue: true,
+      enableOfflineQueue: false,
       enableReadyCheck: true,
       // A command in flight when the link dropped may have run: do not send it a second time.
       autoResendUnfulfilledCommands: false,
@@ -195,7 +209,7 @@ export class RedisKdcStore implements KdcStore {
       reconnectOnError: (e: Error) => {
         if (!e.message.startsWith('READONLY')) return false;
         this.lastError = e.message;
-        return 2;
+        return 1;
       },
     };
     let client: Redis | Cluster;
@@ -220,7 +234,7 @@ export class RedisKdcStore implements KdcStore {
       const clusterOpts: ClusterOptions = {
         redisOptions,
         scaleReads: 'master',
-        enableOfflineQueue: true,
+        enableOfflineQueue: false,
         enableReadyCheck: true,
         maxRedirections: 16,
         retryDelayOnFailover: 100,
@@ -316,7 +330,22 @@ export class RedisKdcStore implements KdcStore {
   }
 
   private async cas(op: string, keys: [string, string], field: string, expected: string, json: string): Promise<CasResult> {
-    const [applied, rev] = await this.run(op, () => this.client.cgCas(keys[0], keys[1], this.k.version, field, expected, json));
+    const args = [keys[0], keys[1], this.k.version, field, expected, json] as const;
+    const [applied, rev] = await this.run(op, async () => {
+      if (this.waitForReplicas === 0) return this.client.cgCas(...args);
+      // WAIT counts the writes of its own connection: pipeline it behind the script (same node).
+      const waitMs = Math.max(1, Math.floor(this.timeoutMs / 2));
+      const pipe = this.client.pipeline() as unknown as Scripts & { wait(n: number, ms: number): unknown; exec(): Promise<[Error | null, unknown][] | null> };
+      pipe.cgCas(...args);
+      pipe.wait(this.waitForReplicas, waitMs);
+      const [[e1, r1] = [null, null], [e2, acked] = [null, 0]] = (await pipe.exec()) ?? [];
+      if (e1) throw e1;
+      const result = r1 as [number, string | number];
+      if (result[0] === 1 && (e2 || Number(acked) < this.waitForReplicas)) {
+        throw this.unavailable(op, `written to the master but acknowledged by ${e2 ? 0 : Number(acked)}/${this.waitForReplicas} replicas within ${waitMs} ms; it may be lost in a failover, re-read before retrying`);
+      }
+      return result;
+    });
     if (applied === 1) return ok({ revision: Number(rev) });
     return err({ currentRevision: rev === '' ? null : Number(rev) });
   }
@@ -433,7 +462,9 @@ export class RedisKdcStore implements KdcStore {
     for (const w of this.waiters) w.reject(this.unavailable('wait', 'store is closed'));
     this.waiters.clear();
     if (this.client.status === 'ready') {
-      await Promise.race([this.client.quit().catch(() => undefined), sleep(500)]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.client.quit().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, 500)))]);
+      clearTimeout(timer);
     }
     this.client.disconnect();
   }

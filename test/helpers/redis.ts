@@ -151,7 +151,8 @@ async function startServer(dir: string, name: string, conf: (port: number) => st
     const logFile = path.join(dir, `${name}.log`);
     const confFile = path.join(dir, `${name}.conf`);
     const lines = [`port ${port}`, `bind ${LOOPBACK}`, 'daemonize no', `dir ${dir}`, `logfile ${logFile}`, ...conf(port)];
-    if (!sentinel) lines.push('save ""', 'appendonly no');
+    // No persistence, and replicas sync at once (the default waits 5 s to batch diskless syncs).
+    if (!sentinel) lines.push('save ""', 'appendonly no', 'repl-diskless-sync-delay 0');
     fs.writeFileSync(confFile, lines.join('\n') + '\n');
     const child = spawn('redis-server', sentinel ? [confFile, '--sentinel'] : [confFile], { stdio: 'ignore' });
     let exited = false;
