@@ -5,13 +5,15 @@
 // What the service wrapper adds around issue() (it owns the store, the replay cache, metrics):
 //   1. Frame/decoder errors -> ISSUE_ERROR with kdcErrorCodeFor(error) (version or malformed),
 //      requestId = the first 16 body bytes if present, else zeros; then close.
-//   2. Idempotency and replay, keyed by requestId, BEFORE calling issue():
-//        cache.get(requestId) -> { digest, outcome } | undefined
-//        same digest (requestDigest(raw))  -> resend the cached outcome's message unchanged
-//        different digest                  -> ISSUE_ERROR replay (do not call issue())
-//      After issue(): cache the outcome only when `cacheable` is true (the request passed the
-//      authenticator), so forged requests cannot claim requestIds, until now + maxSkewMs +
-//      ticketLifetimeMs. A retried request must never mint a second session key.
+//   2. Idempotency and replay, keyed by requestId. Either look up first (cache.get(requestId)
+//      -> same digest (requestDigest(raw)): resend the stored message unchanged; different
+//      digest: ISSUE_ERROR replay, without calling issue()), or, as kdc/service.ts does in one
+//      store round trip, call issue() and then put-if-absent { digest, message }: when a record
+//      already exists, answer from it (same digest) or with replay (other digest) and throw the
+//      fresh outcome away unsent. Either way a retry never reaches the gateway with a second
+//      session key. Store only outcomes marked `cacheable` (the request passed the
+//      authenticator), so forged requests cannot claim requestIds, and keep them for
+//      2 x maxSkewMs + ticketLifetimeMs (a request stays fresh for 2 x maxSkewMs of KDC time).
 //   3. Rate limits, busy, store-unavailable and internal are the wrapper's codes; issue() never
 //      returns them except `internal` for an inconsistent call.
 import type { CryptoBackend } from '../common/crypto/backend';
@@ -109,9 +111,12 @@ function refuse(m: IssueRequestMsg, code: KdcErrorCode, reason: string, authenti
 }
 
 /**
- * Checks, in spec order: both principals known and enabled; gateway kvno current or within
- * grace; authenticator; |now - timestamp| <= maxSkewMs; client address in the client's allowed
- * nets; policy. Then mints a session key and seals it with the binding into two tickets.
+ * Checks, in this order: gateway principal known and enabled; gateway kvno current or within
+ * grace; authenticator; client principal known, enabled, with a usable key; |now - timestamp|
+ * <= maxSkewMs; client address in the client's allowed nets; policy. The client checks come
+ * after the authenticator so that an unauthenticated caller cannot probe for client principal
+ * names: without a valid authenticator every answer about the client is bad-authenticator.
+ * Then mints a session key and seals it with the binding into two tickets.
  * Random draws, in order: session key (32), gateway ticket nonce (12), client ticket nonce (12).
  */
 export function issue(request: IssueRequest, ctx: IssuerContext): IssueOutcome {
@@ -122,18 +127,17 @@ export function issue(request: IssueRequest, ctx: IssuerContext): IssueOutcome {
   const gateway = ctx.lookupPrincipal(m.gatewayPrincipal);
   if (gateway === null) return refuse(m, KdcErrorCode.UnknownPrincipal, 'unknown gateway principal', false);
   if (gateway.disabled) return refuse(m, KdcErrorCode.PrincipalDisabled, 'gateway principal disabled', false);
-  const client = ctx.lookupPrincipal(m.clientPrincipal);
-  if (client === null) return refuse(m, KdcErrorCode.UnknownPrincipal, 'unknown client principal', false);
-  if (client.disabled) return refuse(m, KdcErrorCode.PrincipalDisabled, 'client principal disabled', false);
-  const clientKey = currentKey(client.keys, now);
-  if (clientKey === null) return refuse(m, KdcErrorCode.PrincipalDisabled, 'client principal has no usable key', false);
-
   const gatewayKey = usableKey(gateway.keys, m.gatewayKvno, now);
   if (gatewayKey === null) return refuse(m, KdcErrorCode.BadAuthenticator, `gateway kvno ${m.gatewayKvno} is not current or in grace`, false);
   if (!verifyRequestAuthenticator(ctx.backend, gatewayKey.key, request.raw)) {
     return refuse(m, KdcErrorCode.BadAuthenticator, 'authenticator does not verify', false);
   }
   // From here the request is authenticated: its refusals may be cached by requestId.
+  const client = ctx.lookupPrincipal(m.clientPrincipal);
+  if (client === null) return refuse(m, KdcErrorCode.UnknownPrincipal, 'unknown client principal', true);
+  if (client.disabled) return refuse(m, KdcErrorCode.PrincipalDisabled, 'client principal disabled', true);
+  const clientKey = currentKey(client.keys, now);
+  if (clientKey === null) return refuse(m, KdcErrorCode.PrincipalDisabled, 'client principal has no usable key', true);
   const maxSkew = ctx.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
   if (Math.abs(now - m.timestampMs) > maxSkew) return refuse(m, KdcErrorCode.ClockSkew, `timestamp off by more than ${maxSkew} ms`, true);
   if (!addressAllowed(client.allowedNets, m.tuple.clientAddr)) {

@@ -105,9 +105,9 @@ describe.each(backends)('KDC issuer (%s backend)', (name) => {
   it.each<[string, Partial<IssueRequestFields>, KdcErrorCode, boolean]>([
     ['unknown gateway', { gatewayPrincipal: 'nobody' }, KdcErrorCode.UnknownPrincipal, false],
     ['disabled gateway', { gatewayPrincipal: 'gwOff', gatewayKvno: 1 }, KdcErrorCode.PrincipalDisabled, false],
-    ['unknown client', { clientPrincipal: 'mallory' }, KdcErrorCode.UnknownPrincipal, false],
-    ['disabled client', { clientPrincipal: 'bob' }, KdcErrorCode.PrincipalDisabled, false],
-    ['client whose only key expired', { clientPrincipal: 'erin' }, KdcErrorCode.PrincipalDisabled, false],
+    ['unknown client', { clientPrincipal: 'mallory' }, KdcErrorCode.UnknownPrincipal, true],
+    ['disabled client', { clientPrincipal: 'bob' }, KdcErrorCode.PrincipalDisabled, true],
+    ['client whose only key expired', { clientPrincipal: 'erin' }, KdcErrorCode.PrincipalDisabled, true],
     ['unknown gateway kvno', { gatewayKvno: 9 }, KdcErrorCode.BadAuthenticator, false],
     ['client address outside allowed nets', { tuple: { ...baseFields.tuple, clientAddr: Uint8Array.of(172, 16, 0, 1) } }, KdcErrorCode.AddressNotAllowed, true],
     ['policy: wrong service port', { tuple: { ...baseFields.tuple, serverPort: 22 } }, KdcErrorCode.PolicyDenied, true],
@@ -125,6 +125,14 @@ describe.each(backends)('KDC issuer (%s backend)', (name) => {
     const d = decodeKdcMessage(raw);
     if (!d.ok || d.value.message.type !== KdcType.IssueRequest) throw new Error('decode');
     expect(refusal(issue({ message: d.value.message, raw }, ctx()))).toEqual([KdcErrorCode.BadAuthenticator, false]);
+  });
+
+  it('does not let an unauthenticated caller probe client names: unknown, disabled and known clients all get bad-authenticator', () => {
+    for (const clientPrincipal of ['mallory', 'bob', 'erin', 'alice']) {
+      const out = issue(request({ clientPrincipal }, key(0x99)), ctx());
+      expect(refusal(out)).toEqual([KdcErrorCode.BadAuthenticator, false]);
+      expect(out.message).toMatchObject({ reason: 'authenticator does not verify' });
+    }
   });
 
   it('refuses raw bytes that are not the decoded request', () => {
@@ -158,10 +166,12 @@ describe.each(backends)('KDC issuer (%s backend)', (name) => {
     expect(refusal(issue(old, ctx({ now: NOW + 1001 })))).toEqual([KdcErrorCode.BadAuthenticator, false]);
   });
 
-  it('checks in spec order: principals, kvno, authenticator, skew, address, policy', () => {
+  it('checks in order: gateway, kvno, authenticator, client, skew, address, policy', () => {
     const skewed = { timestampMs: NOW + 400_000 };
     const badAddr = { tuple: { ...baseFields.tuple, clientAddr: Uint8Array.of(1, 1, 1, 1), serverPort: 22 } };
-    expect(refusal(issue(request({ clientPrincipal: 'mallory', gatewayKvno: 9 }, key(0x99)), ctx()))[0]).toBe(KdcErrorCode.UnknownPrincipal);
+    expect(refusal(issue(request({ gatewayPrincipal: 'nobody', clientPrincipal: 'mallory', gatewayKvno: 9 }, key(0x99)), ctx()))[0]).toBe(KdcErrorCode.UnknownPrincipal);
+    expect(refusal(issue(request({ clientPrincipal: 'mallory', gatewayKvno: 9 }, key(0x99)), ctx()))[0]).toBe(KdcErrorCode.BadAuthenticator);
+    expect(refusal(issue(request({ clientPrincipal: 'mallory', ...skewed }), ctx()))[0]).toBe(KdcErrorCode.UnknownPrincipal);
     expect(refusal(issue(request({ gatewayKvno: 9, ...skewed }, key(0x99)), ctx()))[0]).toBe(KdcErrorCode.BadAuthenticator);
     expect(refusal(issue(request(skewed, key(0x99)), ctx()))[0]).toBe(KdcErrorCode.BadAuthenticator);
     expect(refusal(issue(request({ ...skewed, ...badAddr }), ctx()))[0]).toBe(KdcErrorCode.ClockSkew);
