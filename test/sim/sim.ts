@@ -1,0 +1,446 @@
+// One simulated connection through the whole path (DESIGN section 7):
+//
+//   client endpoint -> agent -> impaired wire -> gateway -> server endpoint   (and back)
+//
+// The agent sits on the client host (packets reach it at once); the agent-client and
+// gateway-server links are clean; the agent-gateway wire loses, duplicates and reorders by seed.
+// Every packet an engine puts on the wire is checked against the rules of DESIGN section 3 as
+// it is sent; the run returns the violations it saw (empty on success) and some figures.
+import { nodeBackend } from '../../common/crypto/node-backend';
+import type { FlowCipher } from '../../common/engine/flow-cipher';
+import { parseEndpoint } from '../../common/engine/endpoints';
+import { DEFAULT_OPTION_CONFIG, REQUEST_OPTION_LEN, TAG_OPTION_LEN } from '../../common/protocol/options';
+import { emitIpTcp, parseIpTcp } from '../../common/wire/packet';
+import { TCP_FLAGS } from '../../common/wire/tcp';
+import { type TcpOption, experimentId, timestampsOption } from '../../common/wire/tcp-options';
+import type { Pipeline, WireDirection } from '../../pipeline/pipeline';
+import { DEFAULT_TIMERS, createPipeline } from '../../pipeline/setup';
+import { plaintextRuns } from './leaks';
+import { TcpEndpoint } from './tcp-endpoint';
+import { CLEAN, EventQueue, type Impairment, Link, Rng } from './wire';
+
+export const MTU = 1500;
+const START_MS = 1_750_000_000_000;
+/** A run that has not finished by then (virtual time) is a failure, not a hang. */
+const MAX_VIRTUAL_MS = 15 * 60_000;
+const MAX_EVENTS = 2_000_000;
+const OPTION = DEFAULT_OPTION_CONFIG;
+
+export interface Scenario {
+  name: string;
+  version: 4 | 6;
+  wire: Impairment;
+  /** Both ISNs within a few KB below 2^32, so sequence numbers wrap mid-transfer. */
+  isnNearWrap: boolean;
+  ecn: boolean;
+  /** Stream sizes (client->server, server->client) for a seed. */
+  sizes(rng: Rng): [number, number];
+  shortSegmentChance: number;
+  probeChance: number;
+  /**
+   * Forged segments (right 4-tuple, in-window seq, no valid tag) the wire injects toward both
+   * engines: 'mid-transfer' RST and FIN once data flows; 'before-synack' a RST toward the agent
+   * after keying, before the server's SYN-ACK arrives.
+   */
+  forge?: 'mid-transfer' | 'before-synack';
+}
+
+export interface SimReport {
+  violations: string[];
+  figures: Record<string, number>;
+}
+
+type Event =
+  | { kind: 'wire'; dir: WireDirection; packet: Uint8Array }
+  | { kind: 'to-client'; packet: Uint8Array }
+  | { kind: 'to-server'; packet: Uint8Array }
+  | { kind: 'inject'; dir: WireDirection; packet: Uint8Array };
+
+interface Source {
+  dir: WireDirection;
+  seq: number;
+  ack: number;
+  flags: number;
+  payloadLength: number;
+  /** Rel position just past the payload, in the sender's stream. */
+  payloadEndRel: number;
+  used: boolean;
+}
+
+const ADDRS = {
+  4: { client: Uint8Array.of(10, 0, 0, 1), server: Uint8Array.of(10, 0, 1, 1), protect: '10.0.1.0/24:443' },
+  6: {
+    client: Uint8Array.of(0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1),
+    server: Uint8Array.of(0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1),
+    protect: '[fd00:1::/64]:443',
+  },
+} as const;
+
+/** Runs one connection for (scenario, seed) to completion and reports every rule it saw broken. */
+export function runSim(scenario: Scenario, seed: number): SimReport {
+  return new Sim(scenario, seed).run();
+}
+
+class Sim {
+  private readonly violations: string[] = [];
+  private readonly rng: Rng;
+  private readonly queue = new EventQueue<Event>(START_MS);
+  private readonly pipeline: Pipeline;
+  private readonly client: TcpEndpoint;
+  private readonly server: TcpEndpoint;
+  private readonly links: Record<WireDirection, Link<Event>>;
+  private readonly toClient: Link<Event>;
+  private readonly toServer: Link<Event>;
+  private readonly streams: Record<WireDirection, Uint8Array>;
+  private readonly isn: Record<WireDirection, number>;
+  /** Rule 2: the ciphertext byte seen at each stream position (-1: none yet). */
+  private readonly cipherAt: Record<WireDirection, Int16Array>;
+  private readonly wirePayloads: Uint8Array[] = [];
+  /** Highest ACK (rel to the protected direction's ISN) each engine has passed to its host. */
+  private readonly ackKnown: Record<WireDirection, number> = { c2s: 0, s2c: 0 };
+  /** Last seq/ack seen on the wire per direction (for forging in-window segments). */
+  private readonly lastOnWire: Partial<Record<WireDirection, { seq: number; ack: number }>> = {};
+  private readonly ciphers = new Set<FlowCipher>();
+  private source: Source | null = null;
+  private readonly clientPort: number;
+  private forged = { agent: 0, gateway: 0 };
+  private forgedDone = false;
+  private readonly figures: Record<string, number> = {};
+
+  constructor(
+    private readonly scenario: Scenario,
+    seed: number,
+  ) {
+    this.rng = new Rng(`sim:${scenario.name}:${seed}`);
+    const [c2sSize, s2cSize] = scenario.sizes(this.rng);
+    this.streams = { c2s: this.rng.bytes(c2sSize), s2c: this.rng.bytes(s2cSize) };
+    const isnFor = (): number => (scenario.isnNearWrap ? 0x1_0000_0000 - this.rng.int(1, 6000) : this.rng.u32());
+    this.isn = { c2s: isnFor(), s2c: isnFor() };
+    this.cipherAt = { c2s: new Int16Array(c2sSize).fill(-1), s2c: new Int16Array(s2cSize).fill(-1) };
+    const addrs = ADDRS[scenario.version];
+    const protect = parseEndpoint(addrs.protect);
+    if (typeof protect === 'string') throw new Error(protect);
+    this.pipeline = createPipeline(
+      { backend: nodeBackend, random: this.rng.bytes.bind(this.rng), protect: [protect] },
+      {
+        client: (p) => this.fromAgentToClient(p),
+        server: (p) => this.fromGatewayToServer(p),
+        wire: (p, dir) => this.onWire(p, dir),
+      },
+    );
+    const wireRng = new Rng(`wire:${scenario.name}:${seed}`);
+    this.links = {
+      c2s: new Link(this.queue, wireRng, scenario.wire, (packet) => ({ kind: 'wire', dir: 'c2s', packet })),
+      s2c: new Link(this.queue, wireRng, scenario.wire, (packet) => ({ kind: 'wire', dir: 's2c', packet })),
+    };
+    this.toClient = new Link(this.queue, wireRng, CLEAN, (packet) => ({ kind: 'to-client', packet }));
+    this.toServer = new Link(this.queue, wireRng, CLEAN, (packet) => ({ kind: 'to-server', packet }));
+    const mss = scenario.version === 4 ? 1460 : 1440;
+    const window = this.rng.pick([8, 16, 32, 44]) * 1400;
+    this.clientPort = 40_000 + this.rng.int(0, 20_000);
+    const common = {
+      version: scenario.version,
+      mss,
+      ecn: scenario.ecn,
+      window,
+      shortSegmentChance: scenario.shortSegmentChance,
+      probeChance: scenario.probeChance,
+      foreignOption: OPTION,
+    };
+    this.client = new TcpEndpoint({
+      ...common,
+      role: 'client',
+      localAddr: addrs.client,
+      localPort: this.clientPort,
+      remoteAddr: addrs.server,
+      remotePort: 443,
+      isn: this.isn.c2s,
+      data: this.streams.c2s,
+      rng: new Rng(`client:${scenario.name}:${seed}`),
+      send: (p) => this.endpointSends('c2s', p),
+    });
+    this.server = new TcpEndpoint({
+      ...common,
+      role: 'server',
+      localAddr: addrs.server,
+      localPort: 443,
+      remoteAddr: addrs.client,
+      remotePort: this.clientPort,
+      isn: this.isn.s2c,
+      data: this.streams.s2c,
+      rng: new Rng(`server:${scenario.name}:${seed}`),
+      send: (p) => this.endpointSends('s2c', p),
+    });
+    Object.assign(this.figures, { c2sBytes: c2sSize, s2cBytes: s2cSize, window });
+  }
+
+  private fail(what: string): void {
+    if (this.violations.length < 20) this.violations.push(`[t=${this.queue.now - START_MS}ms] ${what}`);
+  }
+
+  run(): SimReport {
+    this.client.connect(this.queue.now);
+    let events = 0;
+    for (;;) {
+      const t = Math.min(this.queue.peekTime(), this.client.timerAt ?? Infinity, this.server.timerAt ?? Infinity);
+      if (this.client.done && this.server.done && this.queue.size === 0) break;
+      if (t === Infinity) {
+        this.fail(`stalled: nothing left to happen. ${this.client.describe()}; ${this.server.describe()}`);
+        break;
+      }
+      if (t - START_MS > MAX_VIRTUAL_MS || ++events > MAX_EVENTS) {
+        this.fail(`did not finish in ${MAX_VIRTUAL_MS} virtual ms / ${MAX_EVENTS} events. ${this.client.describe()}; ${this.server.describe()}`);
+        break;
+      }
+      if (this.queue.peekTime() === t) this.handle(this.queue.pop());
+      else {
+        this.queue.now = t;
+        this.client.onTimer(t);
+        this.server.onTimer(t);
+      }
+      this.pipeline.tick(this.queue.now);
+      for (const c of [...this.pipeline.agent.debugCiphers(), ...this.pipeline.gateway.debugCiphers()]) this.ciphers.add(c);
+      if (this.violations.length >= 20) break;
+    }
+    this.finish();
+    return { violations: this.violations, figures: this.figures };
+  }
+
+  private handle(event: Event): void {
+    const now = this.queue.now;
+    switch (event.kind) {
+      case 'wire':
+      case 'inject':
+        this.pipeline.deliver(event.packet, event.dir, now);
+        return;
+      case 'to-client':
+        this.client.onPacket(event.packet, now);
+        return;
+      case 'to-server':
+        this.server.onPacket(event.packet, now);
+        return;
+    }
+  }
+
+  // ---- what the endpoints send and the engines emit --------------------------------------
+
+  /** An endpoint's packet meets its engine at once; what the engine puts on the wire is checked against it. */
+  private endpointSends(dir: WireDirection, packet: Uint8Array): void {
+    const now = this.queue.now;
+    if (packet.length > MTU) this.fail(`${dir} endpoint sent ${packet.length} bytes > MTU`);
+    const parsed = parseIpTcp(packet);
+    if (!parsed.ok) throw new Error(`endpoint emitted an unparsable packet: ${parsed.error.detail}`);
+    const t = parsed.value.tcp;
+    const rel = (t.seq - this.isn[dir]) >>> 0;
+    this.source = { dir, seq: t.seq, ack: t.ack, flags: t.flags, payloadLength: t.payload.length, payloadEndRel: rel + t.payload.length, used: false };
+    if (dir === 'c2s') this.pipeline.clientSends(packet, now);
+    else this.pipeline.serverSends(packet, now);
+    if (!this.source.used) this.fail(`${dir} engine put nothing on the wire for ${describeTcp(t)} (tally ${JSON.stringify(this.pipeline.tally)})`);
+    this.source = null;
+  }
+
+  private fromAgentToClient(packet: Uint8Array): void {
+    this.checkHostPacket(packet, 's2c');
+    this.toClient.send(packet);
+  }
+
+  private fromGatewayToServer(packet: Uint8Array): void {
+    this.checkHostPacket(packet, 'c2s');
+    this.toServer.send(packet);
+    if (this.scenario.forge === 'before-synack' && !this.forgedDone) {
+      const parsed = parseIpTcp(packet);
+      // The released SYN: the agent is keyed, the server has not answered yet.
+      if (parsed.ok && parsed.value.tcp.flags & TCP_FLAGS.SYN) this.forgeBeforeSynAck(packet);
+    }
+  }
+
+  /** A packet an engine hands to its plaintext host: within the MTU; its ACK tells what the peer acknowledged. */
+  private checkHostPacket(packet: Uint8Array, dir: WireDirection): void {
+    if (packet.length > MTU) this.fail(`engine handed a ${packet.length}-byte packet (> MTU) to the ${dir === 'c2s' ? 'server' : 'client'}`);
+    const parsed = parseIpTcp(packet);
+    if (!parsed.ok) {
+      this.fail(`engine handed an unparsable packet to the host: ${parsed.error.detail}`);
+      return;
+    }
+    const t = parsed.value.tcp;
+    // An ACK travelling in `dir` acknowledges the other direction's stream.
+    const acked = dir === 'c2s' ? 's2c' : 'c2s';
+    if (t.flags & TCP_FLAGS.ACK && !(t.flags & TCP_FLAGS.RST)) {
+      const rel = (t.ack - this.isn[acked]) >>> 0;
+      if (rel <= this.streams[acked].length + 2 && rel > this.ackKnown[acked]) this.ackKnown[acked] = rel;
+    }
+  }
+
+  /** Every packet an engine puts on the agent-gateway wire, before the wire impairs it. */
+  private onWire(packet: Uint8Array, dir: WireDirection): void {
+    this.checkWirePacket(packet, dir);
+    this.links[dir].send(packet);
+  }
+
+  private checkWirePacket(packet: Uint8Array, dir: WireDirection): void {
+    // Rule 4.
+    if (packet.length > MTU) this.fail(`rule 4: ${dir} wire packet of ${packet.length} bytes > MTU ${MTU}`);
+    const parsed = parseIpTcp(packet);
+    if (!parsed.ok) {
+      this.fail(`${dir} wire packet does not parse: ${parsed.error.detail}`);
+      return;
+    }
+    const t = parsed.value.tcp;
+    this.lastOnWire[dir] = { seq: t.seq, ack: t.ack };
+    // Rule 3: the segment it came from, seq/ack/flags as they were, payload length kept.
+    const src = this.source;
+    if (src === null || src.dir !== dir || src.used) {
+      this.fail(`rule 3: ${dir} wire packet ${describeTcp(t)} does not come from an endpoint segment (originated?)`);
+    } else {
+      src.used = true;
+      if (t.seq !== src.seq || t.ack !== src.ack) this.fail(`rule 3: ${dir} seq/ack ${t.seq}/${t.ack} != endpoint's ${src.seq}/${src.ack}`);
+      if (t.flags !== src.flags) this.fail(`rule 3: ${dir} flags ${t.flags} != endpoint's ${src.flags}`);
+      const stripped = t.payload.length === 0 && src.payloadLength > 0;
+      if (stripped) {
+        this.figures.strippedProbes = (this.figures.strippedProbes ?? 0) + 1;
+        if (src.payloadEndRel > this.ackKnown[dir]) this.fail(`rule 3: ${dir} payload stripped from a segment ending at ${src.payloadEndRel}, not acknowledged (ack ${this.ackKnown[dir]})`);
+      } else if (t.payload.length !== src.payloadLength) this.fail(`rule 3: ${dir} payload ${t.payload.length} bytes != endpoint's ${src.payloadLength}`);
+    }
+    // Rule 1: the tag on everything but the client's SYN, which carries the request instead.
+    const ours = t.options.filter((o) => o.kind === OPTION.kind && experimentId(o) === OPTION.exid);
+    const isSyn = (t.flags & (TCP_FLAGS.SYN | TCP_FLAGS.ACK)) === TCP_FLAGS.SYN;
+    const want = isSyn ? REQUEST_OPTION_LEN : TAG_OPTION_LEN;
+    if (ours.length !== 1 || (ours[0] as TcpOption).data.length + 2 !== want) {
+      this.fail(`rule 1: ${dir} wire segment ${describeTcp(t)} carries ${ours.map((o) => o.data.length + 2).join(',') || 'no'} option(s) of ours, wants one of length ${want}`);
+    }
+    // Rule 2: one ciphertext byte per (direction, stream position).
+    if (t.payload.length > 0) {
+      if (t.payload.length >= 16) this.wirePayloads.push(t.payload.slice());
+      const firstIndex = ((t.seq - this.isn[dir]) >>> 0) - 1;
+      const seen = this.cipherAt[dir];
+      for (let i = 0; i < t.payload.length; i++) {
+        const at = firstIndex + i;
+        if (at < 0 || at >= seen.length) {
+          this.fail(`${dir} wire payload byte at stream index ${at} is outside the stream (0..${seen.length})`);
+          break;
+        }
+        const b = t.payload[i] as number;
+        const before = seen[at] as number;
+        if (before === -1) seen[at] = b;
+        else if (before !== b) {
+          this.fail(`rule 2: ${dir} stream offset ${at + 1} carried ciphertext ${before} and later ${b}`);
+          break;
+        }
+      }
+      if (this.scenario.forge === 'mid-transfer' && !this.forgedDone && dir === 'c2s' && firstIndex >= this.streams.c2s.length / 3) this.forgeMidTransfer();
+    }
+  }
+
+  // ---- forged segments -------------------------------------------------------------------
+
+  /** RST and FIN, each without a tag and with a random one, toward the gateway and toward the agent. */
+  private forgeMidTransfer(): void {
+    this.forgedDone = true;
+    for (const dir of ['c2s', 's2c'] as const) {
+      const last = this.lastOnWire[dir];
+      if (last === undefined) continue;
+      for (const flags of [TCP_FLAGS.RST | TCP_FLAGS.ACK, TCP_FLAGS.FIN | TCP_FLAGS.ACK, TCP_FLAGS.RST]) {
+        for (const tagged of [false, true]) {
+          this.inject(dir, this.forgedSegment(dir, last.seq, last.ack, flags, tagged));
+        }
+      }
+    }
+    this.figures.forged = this.forged.agent + this.forged.gateway;
+  }
+
+  /** A forged RST toward the agent, arriving before the server's SYN-ACK. */
+  private forgeBeforeSynAck(_syn: Uint8Array): void {
+    this.forgedDone = true;
+    this.inject('s2c', this.forgedSegment('s2c', this.rng.u32(), (this.isn.c2s + 1) >>> 0, TCP_FLAGS.RST | TCP_FLAGS.ACK, false));
+  }
+
+  private inject(dir: WireDirection, packet: Uint8Array): void {
+    if (dir === 'c2s') this.forged.gateway++;
+    else this.forged.agent++;
+    this.queue.after(0, { kind: 'inject', dir, packet });
+  }
+
+  private forgedSegment(dir: WireDirection, seq: number, ack: number, flags: number, tagged: boolean): Uint8Array {
+    const addrs = ADDRS[this.scenario.version];
+    const clientPort = this.clientPort;
+    const fromClient = dir === 'c2s';
+    const options: TcpOption[] = [timestampsOption(this.rng.u32(), this.rng.u32())];
+    if (tagged) {
+      const data = new Uint8Array(TAG_OPTION_LEN - 2);
+      data[0] = OPTION.exid >> 8;
+      data[1] = OPTION.exid & 0xff;
+      data.set(this.rng.bytes(12), 2);
+      options.push({ kind: OPTION.kind, data });
+    }
+    const out = emitIpTcp({
+      ip: { version: this.scenario.version, src: fromClient ? addrs.client : addrs.server, dst: fromClient ? addrs.server : addrs.client, ttl: 64, tos: 0, id: 0, dontFragment: true, flowLabel: 0 },
+      tcp: { srcPort: fromClient ? clientPort : 443, dstPort: fromClient ? 443 : clientPort, seq, ack, flags, window: 0xffff, urgent: 0, options, payload: new Uint8Array(0) },
+    });
+    if (!out.ok) throw new Error(out.error.detail);
+    return out.value;
+  }
+
+  // ---- the end ---------------------------------------------------------------------------
+
+  private finish(): void {
+    const { agent, gateway } = this.pipeline;
+    // Byte-exact delivery both ways, both FINs through.
+    for (const [name, got, want] of [
+      ['server application', this.server.received(), this.streams.c2s],
+      ['client application', this.client.received(), this.streams.s2c],
+    ] as const) {
+      if (Buffer.compare(got, want) !== 0) this.fail(`${name} got ${got.length} bytes, ${firstDifference(got, want)}; the sender sent ${want.length}`);
+    }
+    if (!this.client.done || !this.server.done) this.fail(`FINs not completed: ${this.client.describe()}; ${this.server.describe()}`);
+    for (const [name, e] of [['client', this.client], ['server', this.server]] as const) {
+      const s = e.stats;
+      if (s.conflicts) this.fail(`${name} received ${s.conflicts} bytes that differ from bytes it already had`);
+      if (s.badPackets) this.fail(`${name} received ${s.badPackets} unparsable / bad-checksum / misaddressed packets`);
+      if (s.foreignOptions) this.fail(`${name} saw our TCP option ${s.foreignOptions} times (must be stripped)`);
+      if (s.resets) this.fail(`${name} received ${s.resets} RSTs`);
+    }
+    // Rule 4: the endpoints learnt a clamped MSS and filled it.
+    const clamped = (this.scenario.version === 4 ? 1460 : 1440) - TAG_OPTION_LEN;
+    if (this.client.learntMss !== clamped || this.server.learntMss !== clamped) {
+      this.fail(`rule 4: MSS learnt client ${this.client.learntMss}, server ${this.server.learntMss}, want ${clamped}`);
+    }
+    // Rule 1: no 16-byte run of either stream on the wire.
+    const runs = plaintextRuns([this.streams.c2s, this.streams.s2c], this.wirePayloads);
+    if (runs > 0) this.fail(`rule 1: ${runs} 16-byte runs of plaintext on the wire`);
+    // Forged segments fail authentication (and nothing else does).
+    const authFailed = { agent: agent.counters.get('auth-failed'), gateway: gateway.counters.get('auth-failed') };
+    if (authFailed.agent !== this.forged.agent || authFailed.gateway !== this.forged.gateway) {
+      this.fail(`auth failures agent ${authFailed.agent} / gateway ${authFailed.gateway}, want ${this.forged.agent} / ${this.forged.gateway} (the forged segments)`);
+    }
+    // Rule 5: after the linger, no flows and every key zeroed.
+    if (this.ciphers.size < 2) this.fail(`rule 5: saw ${this.ciphers.size} flow ciphers, want one per engine`);
+    const end = this.queue.now + DEFAULT_TIMERS.lingerMs + 1;
+    this.pipeline.tick(end);
+    if (agent.flowCount !== 0 || gateway.flowCount !== 0) this.fail(`rule 5: after linger agent has ${agent.flowCount} flows, gateway ${gateway.flowCount}`);
+    const live = [...this.ciphers].filter((c) => !c.keysAreZero()).length;
+    if (live > 0) this.fail(`rule 5: ${live} flow ciphers still hold key bytes after discard`);
+    const link = this.links;
+    Object.assign(this.figures, {
+      virtualMs: this.queue.now - START_MS,
+      wireLost: link.c2s.stats.lost + link.s2c.stats.lost,
+      wireDuplicated: link.c2s.stats.duplicated + link.s2c.stats.duplicated,
+      wireReordered: link.c2s.stats.reordered + link.s2c.stats.reordered,
+      retransmits: this.client.stats.retransmittedSegments + this.server.stats.retransmittedSegments,
+      rtoFires: this.client.stats.rtoFires + this.server.stats.rtoFires,
+      fastRetransmits: this.client.stats.fastRetransmits + this.server.stats.fastRetransmits,
+      sackBlocks: this.client.stats.sackBlocksSent + this.server.stats.sackBlocksSent,
+      probes: this.client.stats.probes + this.server.stats.probes,
+      authFailed: authFailed.agent + authFailed.gateway,
+    });
+  }
+}
+
+function describeTcp(t: { seq: number; ack: number; flags: number; payload: Uint8Array }): string {
+  return `seq=${t.seq} ack=${t.ack} flags=0x${t.flags.toString(16)} len=${t.payload.length}`;
+}
+
+function firstDifference(got: Uint8Array, want: Uint8Array): string {
+  const n = Math.min(got.length, want.length);
+  for (let i = 0; i < n; i++) if (got[i] !== want[i]) return `first difference at byte ${i}`;
+  return got.length === want.length ? 'identical' : `identical for the first ${n}`;
+}
