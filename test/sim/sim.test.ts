@@ -3,6 +3,7 @@
 // byte-exact delivery, both FINs, and rules 1-5 of DESIGN section 3 on every wire packet (see
 // sim.ts). Runs are pure functions of (scenario, seed): rerun a failure with the command its
 // message prints. SIM_SEED=<n> runs only seed n of every scenario.
+import { emitIpTcp, parseIpTcp } from '../../common/wire/packet';
 import { plaintextRunsIn } from '../../pipeline/streams';
 import { plaintextRuns } from './leaks';
 import { type Scenario, type SimReport, runSim } from './sim';
@@ -100,5 +101,80 @@ describe('rule 1 detector', () => {
     expect(plaintextRuns([secret], withLeak)).toBe(25);
     expect(plaintextRunsIn([secret], withLeak)).toBe(25);
     expect(plaintextRuns([secret.subarray(0, 15)], [secret])).toBe(0);
+  });
+});
+
+/** Re-emits a wire packet with fields changed (the tag no longer verifies; that is not the point). */
+function reemit(packet: Uint8Array, change: (t: { seq: number; payload: Uint8Array }) => { seq?: number; payload?: Uint8Array }): Uint8Array {
+  const parsed = parseIpTcp(packet);
+  if (!parsed.ok) return packet;
+  const { ip, tcp } = parsed.value;
+  const out = emitIpTcp({ ip, tcp: { ...tcp, ...change(tcp) } });
+  return out.ok ? out.value : packet;
+}
+
+function violationsOf(scenario: Scenario): string {
+  return runSim(scenario, 1).violations.join('\n');
+}
+
+describe('the checks catch a broken engine (the wire is tampered with after the engine)', () => {
+  const clean = { ...base, wire: wire({}), sizes: () => [20_000, 20_000] as [number, number] };
+  test('plaintext on the wire: rule 1', () => {
+    const v = violationsOf({ ...clean, name: 'tamper-plaintext', tamperWire: (p, _d, source) => (source !== null && source.length > 100 ? source : p) });
+    expect(v).toMatch(/rule 1: \d+ 16-byte runs of plaintext/);
+    expect(v).toMatch(/rule 1: .* carries no option/);
+  });
+  test('a second ciphertext at one stream position: rule 2', () => {
+    const seen = new Set<string>();
+    const tamperWire = (p: Uint8Array, d: string): Uint8Array =>
+      reemit(p, (t) => {
+        const key = `${d}:${t.seq}`;
+        if (t.payload.length === 0 || !seen.has(key)) {
+          seen.add(key);
+          return {};
+        }
+        const payload = t.payload.slice();
+        payload[0] = (payload[0] as number) ^ 1;
+        return { payload };
+      });
+    const v = violationsOf({ ...clean, name: 'tamper-reuse', wire: wire({ loss: 0.1 }), tamperWire });
+    expect(v).toMatch(/rule 2: .* carried ciphertext/);
+  });
+  test('a rewritten sequence number: rule 3', () => {
+    const v = violationsOf({ ...clean, name: 'tamper-seq', tamperWire: (p) => reemit(p, (t) => (t.payload.length > 0 ? { seq: (t.seq + 1) >>> 0 } : {})) });
+    expect(v).toMatch(/rule 3: .* seq\/ack/);
+  });
+  test('a segment grown past the MTU: rule 4', () => {
+    const grow = (t: { payload: Uint8Array }) => (t.payload.length > 1000 ? { payload: new Uint8Array(t.payload.length + 100) } : {});
+    const v = violationsOf({ ...clean, name: 'tamper-mtu', tamperWire: (p) => reemit(p, grow) });
+    expect(v).toMatch(/rule 4: .* > MTU/);
+  });
+});
+
+describe('engine bugs found by the simulation (test.failing: each starts passing once fixed)', () => {
+  const quiet = { ...base, wire: wire({}), sizes: () => [5_000, 5_000] as [number, number] };
+  // BUG (client-agent/engine.ts, AgentEngine.inbound): once the agent is keyed and before the
+  // SYN-ACK, `if (!cipher.serverIsnKnown && tcp.flags & (SYN | RST)) cipher.setServerIsn(tcp.seq)`
+  // runs BEFORE the segment is authenticated. One forged RST (right 4-tuple, any seq, no tag)
+  // fixes the server ISN to the attacker's seq; unprotect then fails ('auth-failed') but the ISN
+  // stays, so every genuine SYN-ACK is placed at a wrong stream offset and fails authentication
+  // too: the connection never opens. Fix: adopt the ISN only from a segment that authenticates.
+  // Reproduce: npx jest test/sim -t 'forged RST toward the agent after keying'
+  test.failing('a forged RST toward the agent after keying, before the SYN-ACK, does not break the flow', () => {
+    const report = runSim({ ...quiet, name: 'forge-before-synack', forge: 'before-synack' }, 1);
+    expect(report.violations).toEqual([]);
+  });
+  // BUG (client-agent/engine.ts, AgentEngine.inboundUnkeyed): before keying, any RST on the flow's
+  // 4-tuple is passed to the client and the flow discarded, without checking that its ACK
+  // acknowledges the SYN (RFC 9293 3.10.7.3: the client's TCP ignores such a RST). A blind forged
+  // RST (ack = ISN + 1 + 2^31) while the SYN is in flight: the client ignores it, but the agent
+  // has forgotten the flow, rejects the gateway's HELLO (unknown connection), the gateway refuses
+  // and originates a RST onto the wire, and its tombstone absorbs the resent SYNs: the connection
+  // opens only after refusedHoldMs (~6 s here). Fix: accept an unauthenticated RST in syn-sent
+  // only when its ACK is the client ISN + 1.
+  // Reproduce: npx jest test/sim -t 'blind RST toward the agent before keying'
+  test.failing('a blind RST toward the agent before keying (ACK not acknowledging the SYN) is ignored', () => {
+    const report = runSim({ ...quiet, name: 'forge-before-keying', forge: 'before-keying' }, 1);
+    expect(report.violations).toEqual([]);
   });
 });

@@ -22,7 +22,7 @@ import { CLEAN, EventQueue, type Impairment, Link, Rng } from './wire';
 export const MTU = 1500;
 const START_MS = 1_750_000_000_000;
 /** A run that has not finished by then (virtual time) is a failure, not a hang. */
-const MAX_VIRTUAL_MS = 15 * 60_000;
+const MAX_VIRTUAL_MS = 5 * 60_000;
 const MAX_EVENTS = 2_000_000;
 const OPTION = DEFAULT_OPTION_CONFIG;
 
@@ -40,9 +40,16 @@ export interface Scenario {
   /**
    * Forged segments (right 4-tuple, in-window seq, no valid tag) the wire injects toward both
    * engines: 'mid-transfer' RST and FIN once data flows; 'before-synack' a RST toward the agent
-   * after keying, before the server's SYN-ACK arrives.
+   * after keying, before the server's SYN-ACK arrives; 'before-keying' a RST toward the agent
+   * whose ACK does not acknowledge the SYN (the client's TCP would ignore it), while the SYN is
+   * still on its way to the gateway.
    */
-  forge?: 'mid-transfer' | 'before-synack';
+  forge?: 'mid-transfer' | 'before-synack' | 'before-keying';
+  /**
+   * For testing the checks themselves: replaces what an engine puts on the wire (`source` is the
+   * endpoint's packet it came from), as a broken engine would.
+   */
+  tamperWire?(packet: Uint8Array, dir: WireDirection, source: Uint8Array | null): Uint8Array;
 }
 
 export interface SimReport {
@@ -58,6 +65,7 @@ type Event =
 
 interface Source {
   dir: WireDirection;
+  packet: Uint8Array;
   seq: number;
   ack: number;
   flags: number;
@@ -174,8 +182,11 @@ class Sim {
     Object.assign(this.figures, { c2sBytes: c2sSize, s2cBytes: s2cSize, window });
   }
 
+  private finishing = false;
+
+  /** Records a violation; during the run at most 20 (the run stops there), the end checks always. */
   private fail(what: string): void {
-    if (this.violations.length < 20) this.violations.push(`[t=${this.queue.now - START_MS}ms] ${what}`);
+    if (this.finishing || this.violations.length < 20) this.violations.push(`[t=${this.queue.now - START_MS}ms] ${what}`);
   }
 
   run(): SimReport {
@@ -232,7 +243,7 @@ class Sim {
     if (!parsed.ok) throw new Error(`endpoint emitted an unparsable packet: ${parsed.error.detail}`);
     const t = parsed.value.tcp;
     const rel = (t.seq - this.isn[dir]) >>> 0;
-    this.source = { dir, seq: t.seq, ack: t.ack, flags: t.flags, payloadLength: t.payload.length, payloadEndRel: rel + t.payload.length, used: false };
+    this.source = { dir, packet, seq: t.seq, ack: t.ack, flags: t.flags, payloadLength: t.payload.length, payloadEndRel: rel + t.payload.length, used: false };
     if (dir === 'c2s') this.pipeline.clientSends(packet, now);
     else this.pipeline.serverSends(packet, now);
     if (!this.source.used) this.fail(`${dir} engine put nothing on the wire for ${describeTcp(t)} (tally ${JSON.stringify(this.pipeline.tally)})`);
@@ -272,7 +283,8 @@ class Sim {
   }
 
   /** Every packet an engine puts on the agent-gateway wire, before the wire impairs it. */
-  private onWire(packet: Uint8Array, dir: WireDirection): void {
+  private onWire(emitted: Uint8Array, dir: WireDirection): void {
+    const packet = this.scenario.tamperWire?.(emitted, dir, this.source?.packet ?? null) ?? emitted;
     this.checkWirePacket(packet, dir);
     this.links[dir].send(packet);
   }
@@ -287,6 +299,10 @@ class Sim {
     }
     const t = parsed.value.tcp;
     this.lastOnWire[dir] = { seq: t.seq, ack: t.ack };
+    if (this.scenario.forge === 'before-keying' && !this.forgedDone && t.flags & TCP_FLAGS.SYN) {
+      this.forgedDone = true;
+      this.inject('s2c', this.forgedSegment('s2c', this.rng.u32(), (this.isn.c2s + 1 + 0x8000_0000) >>> 0, TCP_FLAGS.RST | TCP_FLAGS.ACK, false));
+    }
     // Rule 3: the segment it came from, seq/ack/flags as they were, payload length kept.
     const src = this.source;
     if (src === null || src.dir !== dir || src.used) {
@@ -383,6 +399,7 @@ class Sim {
   // ---- the end ---------------------------------------------------------------------------
 
   private finish(): void {
+    this.finishing = true;
     const { agent, gateway } = this.pipeline;
     // Byte-exact delivery both ways, both FINs through.
     for (const [name, got, want] of [
