@@ -61,7 +61,7 @@ function table(result: EngineBenchResult): string {
     '',
     rows,
     '',
-    'cpu = process CPU time / wall time of the case: well under 100% means the core was shared.',
+    'cpu = on-CPU time of the bench thread / wall time: well under 100% means the core was shared.',
     `pass-through >= ${formatNumber(t.passThroughPacketsPerSecond)} packets/s: ${yes(result.meets.passThrough)}`,
   ];
   for (const [backend, met] of Object.entries(result.meets.protected)) {
