@@ -10,9 +10,9 @@ import { nodeBackend } from '../../common/crypto/node-backend';
 import type { FlowCipher } from '../../common/engine/flow-cipher';
 import { parseEndpoint } from '../../common/engine/endpoints';
 import { DEFAULT_OPTION_CONFIG, REQUEST_OPTION_LEN, TAG_OPTION_LEN } from '../../common/protocol/options';
-import { emitIpTcp, parseIpTcp } from '../../common/wire/packet';
+import { type IpTcpRepr, emitIpTcp, parseIpTcp } from '../../common/wire/packet';
 import { TCP_FLAGS } from '../../common/wire/tcp';
-import { type TcpOption, experimentId, timestampsOption } from '../../common/wire/tcp-options';
+import { TCP_OPTION, type TcpOption, decodeSackBlocks, experimentId, timestampsOption } from '../../common/wire/tcp-options';
 import type { Pipeline, WireDirection } from '../../pipeline/pipeline';
 import { DEFAULT_TIMERS, createPipeline } from '../../pipeline/setup';
 import { plaintextRuns } from './leaks';
@@ -109,7 +109,12 @@ class Sim {
   /** Last seq/ack seen on the wire per direction (for forging in-window segments). */
   private readonly lastOnWire: Partial<Record<WireDirection, { seq: number; ack: number }>> = {};
   private readonly ciphers = new Set<FlowCipher>();
+  /** Wire packets of exactly the MTU: the endpoints filled the clamped MSS. */
+  private readonly fullSize: Record<WireDirection, number> = { c2s: 0, s2c: 0 };
   private source: Source | null = null;
+  /** Every packet each endpoint sent, to check the far host gets exactly those (transparency). */
+  private readonly sent: Record<WireDirection, Set<string>> = { c2s: new Set(), s2c: new Set() };
+  private readonly sentBySeq: Record<WireDirection, Map<string, IpTcpRepr[]>> = { c2s: new Map(), s2c: new Map() };
   private readonly clientPort: number;
   private forged = { agent: 0, gateway: 0 };
   private forgedDone = false;
@@ -221,9 +226,17 @@ class Sim {
     const now = this.queue.now;
     switch (event.kind) {
       case 'wire':
-      case 'inject':
         this.pipeline.deliver(event.packet, event.dir, now);
         return;
+      case 'inject': {
+        this.pipeline.deliver(event.packet, event.dir, now);
+        // Rule 5: a forged RST or FIN leaves both keys in place.
+        const { agent, gateway } = this.pipeline;
+        if (this.scenario.forge === 'mid-transfer' && (agent.keyedFlowCount !== 1 || gateway.keyedFlowCount !== 1)) {
+          this.fail(`rule 5: after a forged segment toward the ${event.dir === 'c2s' ? 'gateway' : 'agent'}, keyed flows agent ${agent.keyedFlowCount}, gateway ${gateway.keyedFlowCount}`);
+        }
+        return;
+      }
       case 'to-client':
         this.client.onPacket(event.packet, now);
         return;
@@ -243,6 +256,11 @@ class Sim {
     if (!parsed.ok) throw new Error(`endpoint emitted an unparsable packet: ${parsed.error.detail}`);
     const t = parsed.value.tcp;
     const rel = (t.seq - this.isn[dir]) >>> 0;
+    this.sent[dir].add(Buffer.from(packet).toString('base64'));
+    const key = `${t.seq}:${t.ack}:${t.flags}`;
+    const same = this.sentBySeq[dir].get(key);
+    if (same === undefined) this.sentBySeq[dir].set(key, [parsed.value]);
+    else same.push(parsed.value);
     this.source = { dir, packet, seq: t.seq, ack: t.ack, flags: t.flags, payloadLength: t.payload.length, payloadEndRel: rel + t.payload.length, used: false };
     if (dir === 'c2s') this.pipeline.clientSends(packet, now);
     else this.pipeline.serverSends(packet, now);
@@ -252,11 +270,13 @@ class Sim {
 
   private fromAgentToClient(packet: Uint8Array): void {
     this.checkHostPacket(packet, 's2c');
+    this.checkTransparent(packet, 's2c');
     this.toClient.send(packet);
   }
 
   private fromGatewayToServer(packet: Uint8Array): void {
     this.checkHostPacket(packet, 'c2s');
+    this.checkTransparent(packet, 'c2s');
     this.toServer.send(packet);
     if (this.scenario.forge === 'before-synack' && !this.forgedDone) {
       const parsed = parseIpTcp(packet);
@@ -280,6 +300,28 @@ class Sim {
       const rel = (t.ack - this.isn[acked]) >>> 0;
       if (rel <= this.streams[acked].length + 2 && rel > this.ackKnown[acked]) this.ackKnown[acked] = rel;
     }
+  }
+
+  /**
+   * Rules 1 and 3 end to end: what reaches a host is byte-for-byte a packet its peer sent (tag
+   * gone, payload decrypted, checksums restored), except the handshake segments whose options
+   * the engines edit, and probes whose acknowledged payload was stripped.
+   */
+  private checkTransparent(packet: Uint8Array, dir: WireDirection): void {
+    if (this.sent[dir].has(Buffer.from(packet).toString('base64'))) return;
+    const parsed = parseIpTcp(packet);
+    if (!parsed.ok) return; // reported by checkHostPacket
+    const t = parsed.value.tcp;
+    if (t.flags & TCP_FLAGS.SYN) return;
+    const candidates = this.sentBySeq[dir].get(`${t.seq}:${t.ack}:${t.flags}`) ?? [];
+    for (const c of candidates) {
+      const how = derivation(parsed.value, c);
+      if (how === null) continue;
+      if (how.stripped && (this.figures.strippedProbes ?? 0) === 0) continue; // no strip was seen on the wire
+      if (how.trimmed) this.figures.sackTrimmed = (this.figures.sackTrimmed ?? 0) + 1;
+      return;
+    }
+    this.fail(`${dir} packet handed to the ${dir === 'c2s' ? 'server' : 'client'} is not one its peer sent: ${describeTcp(t)}`);
   }
 
   /** Every packet an engine puts on the agent-gateway wire, before the wire impairs it. */
@@ -324,8 +366,10 @@ class Sim {
     if (ours.length !== 1 || (ours[0] as TcpOption).data.length + 2 !== want) {
       this.fail(`rule 1: ${dir} wire segment ${describeTcp(t)} carries ${ours.map((o) => o.data.length + 2).join(',') || 'no'} option(s) of ours, wants one of length ${want}`);
     }
+    if (packet.length === MTU) this.fullSize[dir]++;
     // Rule 2: one ciphertext byte per (direction, stream position).
     if (t.payload.length > 0) {
+      if (t.seq < this.isn[dir]) this.figures.seqWrapped = 1;
       if (t.payload.length >= 16) this.wirePayloads.push(t.payload.slice());
       const firstIndex = ((t.seq - this.isn[dir]) >>> 0) - 1;
       const seen = this.cipherAt[dir];
@@ -421,6 +465,9 @@ class Sim {
     if (this.client.learntMss !== clamped || this.server.learntMss !== clamped) {
       this.fail(`rule 4: MSS learnt client ${this.client.learntMss}, server ${this.server.learntMss}, want ${clamped}`);
     }
+    for (const dir of ['c2s', 's2c'] as const) {
+      if (this.streams[dir].length >= 20_000 && this.fullSize[dir] === 0) this.fail(`rule 4: no ${dir} wire packet reached the MTU: the endpoint did not fill the clamped MSS`);
+    }
     // Rule 1: no 16-byte run of either stream on the wire.
     const runs = plaintextRuns([this.streams.c2s, this.streams.s2c], this.wirePayloads);
     if (runs > 0) this.fail(`rule 1: ${runs} 16-byte runs of plaintext on the wire`);
@@ -450,6 +497,30 @@ class Sim {
       authFailed: authFailed.agent + authFailed.gateway,
     });
   }
+}
+
+/**
+ * How `got` can be `sent` after the engines: SACK blocks dropped from the end to make room for
+ * the tag (advisory, RFC 2018; all of them with their NOPs at most), and/or the payload stripped
+ * (a probe of acknowledged bytes). Every other header field and option must be equal. Null when
+ * it is not derived from `sent`.
+ */
+function derivation(got: IpTcpRepr, sent: IpTcpRepr): { trimmed: boolean; stripped: boolean } | null {
+  const a = got.tcp;
+  const b = sent.tcp;
+  const stripped = a.payload.length === 0 && b.payload.length > 0;
+  if (a.window !== b.window || a.urgent !== b.urgent || (!stripped && Buffer.compare(a.payload, b.payload) !== 0)) return null;
+  if (got.ip.ttl !== sent.ip.ttl || got.ip.tos !== sent.ip.tos || got.ip.id !== sent.ip.id) return null;
+  const real = (o: readonly TcpOption[]) => o.filter((x) => x.kind !== TCP_OPTION.NOP && x.kind !== TCP_OPTION.EOL);
+  const ga = real(a.options).filter((o) => o.kind !== TCP_OPTION.SACK);
+  const sb = real(b.options).filter((o) => o.kind !== TCP_OPTION.SACK);
+  if (ga.length !== sb.length || ga.some((o, i) => o.kind !== sb[i]!.kind || Buffer.compare(o.data, sb[i]!.data) !== 0)) return null;
+  const blocks = (o: readonly TcpOption[]) => o.flatMap((x) => (x.kind === TCP_OPTION.SACK ? (decodeSackBlocks(x) ?? []) : []));
+  const gotBlocks = blocks(a.options);
+  const sentBlocks = blocks(b.options);
+  if (gotBlocks.length > sentBlocks.length || gotBlocks.some((x, i) => x.left !== sentBlocks[i]!.left || x.right !== sentBlocks[i]!.right)) return null;
+  const trimmed = gotBlocks.length < sentBlocks.length;
+  return trimmed || stripped ? { trimmed, stripped } : null;
 }
 
 function describeTcp(t: { seq: number; ack: number; flags: number; payload: Uint8Array }): string {
