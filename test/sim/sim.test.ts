@@ -39,7 +39,7 @@ const PLANS: Plan[] = [
   { scenario: { ...base, name: 'loss-dup-reorder', wire: CHAOS }, seeds: 6, exercised: ['wireLost', 'wireDuplicated', 'wireReordered', 'retransmits'] },
   { scenario: { ...base, name: 'isn-wrap', isnNearWrap: true, sizes: between(8_000, 200_000) }, seeds: 5, exercised: ['retransmits', 'seqWrapped'] },
   { scenario: { ...base, name: 'handshake-loss', wire: wire({ loss: 0.3 }), sizes: between(0, 4_000) }, seeds: 4, exercised: ['wireLost', 'rtoFires'] },
-  { scenario: { ...base, name: 'ecn-syn', ecn: true, wire: wire({ loss: 0.02 }) }, seeds: 3, exercised: [] },
+  { scenario: { ...base, name: 'ecn', ecn: true, wire: wire({ loss: 0.02, ceMark: 0.05 }), sizes: between(2_000, 100_000) }, seeds: 3, exercised: ['ceMarked', 'ceReceived'] },
   { scenario: { ...base, name: 'sack-heavy', wire: wire({ loss: 0.1, reorder: 0.05 }), sizes: between(20_000, 150_000) }, seeds: 5, exercised: ['sackBlocks', 'sackTrimmed', 'fastRetransmits', 'rtoFires'] },
   { scenario: { ...base, name: 'ipv6', version: 6 }, seeds: 4, exercised: ['retransmits'] },
   { scenario: { ...base, name: 'ipv6-isn-wrap', version: 6, isnNearWrap: true, sizes: between(8_000, 100_000) }, seeds: 2, exercised: ['seqWrapped'] },

@@ -489,6 +489,8 @@ class Sim {
       wireLost: link.c2s.stats.lost + link.s2c.stats.lost,
       wireDuplicated: link.c2s.stats.duplicated + link.s2c.stats.duplicated,
       wireReordered: link.c2s.stats.reordered + link.s2c.stats.reordered,
+      ceMarked: link.c2s.stats.ceMarked + link.s2c.stats.ceMarked,
+      ceReceived: this.client.stats.ceReceived + this.server.stats.ceReceived,
       retransmits: this.client.stats.retransmittedSegments + this.server.stats.retransmittedSegments,
       rtoFires: this.client.stats.rtoFires + this.server.stats.rtoFires,
       fastRetransmits: this.client.stats.fastRetransmits + this.server.stats.fastRetransmits,
@@ -510,7 +512,9 @@ function derivation(got: IpTcpRepr, sent: IpTcpRepr): { trimmed: boolean; stripp
   const b = sent.tcp;
   const stripped = a.payload.length === 0 && b.payload.length > 0;
   if (a.window !== b.window || a.urgent !== b.urgent || (!stripped && Buffer.compare(a.payload, b.payload) !== 0)) return null;
-  if (got.ip.ttl !== sent.ip.ttl || got.ip.tos !== sent.ip.tos || got.ip.id !== sent.ip.id) return null;
+  // A router between agent and gateway may mark CE (RFC 3168): the ECN field may go ECT -> CE.
+  const ceMarked = (sent.ip.tos & 3) !== 0 && got.ip.tos === (sent.ip.tos | 3);
+  if (got.ip.ttl !== sent.ip.ttl || (got.ip.tos !== sent.ip.tos && !ceMarked) || got.ip.id !== sent.ip.id) return null;
   const real = (o: readonly TcpOption[]) => o.filter((x) => x.kind !== TCP_OPTION.NOP && x.kind !== TCP_OPTION.EOL);
   const ga = real(a.options).filter((o) => o.kind !== TCP_OPTION.SACK);
   const sb = real(b.options).filter((o) => o.kind !== TCP_OPTION.SACK);
@@ -520,7 +524,7 @@ function derivation(got: IpTcpRepr, sent: IpTcpRepr): { trimmed: boolean; stripp
   const sentBlocks = blocks(b.options);
   if (gotBlocks.length > sentBlocks.length || gotBlocks.some((x, i) => x.left !== sentBlocks[i]!.left || x.right !== sentBlocks[i]!.right)) return null;
   const trimmed = gotBlocks.length < sentBlocks.length;
-  return trimmed || stripped ? { trimmed, stripped } : null;
+  return trimmed || stripped || ceMarked ? { trimmed, stripped } : null;
 }
 
 function describeTcp(t: { seq: number; ack: number; flags: number; payload: Uint8Array }): string {

@@ -66,6 +66,8 @@ export interface EndpointStats {
   /** Packets that carried the encryption layer's option (must stay 0). */
   foreignOptions: number;
   resets: number;
+  /** Packets that arrived with the IP ECN field set to CE. */
+  ceReceived: number;
 }
 
 interface Range {
@@ -95,6 +97,7 @@ export class TcpEndpoint {
     badPackets: 0,
     foreignOptions: 0,
     resets: 0,
+    ceReceived: 0,
   };
   private state: State;
   // Send side (rel to our ISN).
@@ -117,6 +120,9 @@ export class TcpEndpoint {
   private tsOk = false;
   private tsRecent = 0;
   private ecnOk = false;
+  /** RFC 3168: we saw CE and echo ECE until the peer's CWR; the peer echoed ECE and we owe a CWR. */
+  private echoEce = false;
+  private owedCwr = false;
   // Receive side (rel to the peer's ISN).
   private rcvNxt = 0;
   private rcvBuf = new Uint8Array(4096);
@@ -210,7 +216,7 @@ export class TcpEndpoint {
       this.stats.badPackets++;
       return;
     }
-    const { tcp } = parsed.value;
+    const { ip, tcp } = parsed.value;
     if (tcp.srcPort !== this.cfg.remotePort || tcp.dstPort !== this.cfg.localPort) {
       this.stats.badPackets++;
       return;
@@ -225,6 +231,14 @@ export class TcpEndpoint {
     }
     const syn = (flags & TCP_FLAGS.SYN) !== 0;
     const ack = (flags & TCP_FLAGS.ACK) !== 0;
+    if (this.ecnOk && !syn) {
+      if ((ip.tos & 3) === 3) {
+        this.echoEce = true;
+        this.stats.ceReceived++;
+      }
+      if (flags & TCP_FLAGS.CWR) this.echoEce = false;
+      if (flags & TCP_FLAGS.ECE) this.owedCwr = true;
+    }
     if (this.state === 'listen') {
       if (syn && !ack) this.acceptSyn(tcp.seq, tcp.options, flags, now);
       return;
@@ -475,6 +489,13 @@ export class TcpEndpoint {
 
   private emit(now: number, rel: number, flags: number, payload: Uint8Array, synOptions?: TcpOption[]): void {
     const opts = synOptions ?? this.dataOptions(now);
+    if (synOptions === undefined && this.ecnOk) {
+      if (this.echoEce) flags |= TCP_FLAGS.ECE;
+      if (this.owedCwr && payload.length > 0) {
+        flags |= TCP_FLAGS.CWR;
+        this.owedCwr = false;
+      }
+    }
     for (const o of opts) if (o.kind === TCP_OPTION.SACK) this.stats.sackBlocksSent += o.data.length / 8;
     const hasAck = (flags & TCP_FLAGS.ACK) !== 0;
     const out = emitIpTcp({

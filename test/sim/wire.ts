@@ -139,6 +139,8 @@ export interface Impairment {
   reorderDelayMs: number;
   /** One-way delay (ms). */
   delayMs: number;
+  /** Probability an ECN-capable (ECT) IP packet is marked CE, as a congested router would. */
+  ceMark?: number;
 }
 
 export const CLEAN: Impairment = { loss: 0, duplicate: 0, reorder: 0, reorderDelayMs: 0, delayMs: 1 };
@@ -148,6 +150,7 @@ export interface LinkStats {
   lost: number;
   duplicated: number;
   reordered: number;
+  ceMarked: number;
 }
 
 /**
@@ -155,7 +158,7 @@ export interface LinkStats {
  * CLEAN it is a FIFO with a fixed delay.
  */
 export class Link<E> {
-  readonly stats: LinkStats = { sent: 0, lost: 0, duplicated: 0, reordered: 0 };
+  readonly stats: LinkStats = { sent: 0, lost: 0, duplicated: 0, reordered: 0, ceMarked: 0 };
 
   constructor(
     private readonly queue: EventQueue<E>,
@@ -164,13 +167,15 @@ export class Link<E> {
     private readonly arrive: (packet: Uint8Array) => E,
   ) {}
 
-  send(packet: Uint8Array): void {
+  send(sent: Uint8Array): void {
+    const packet = sent.slice();
     this.stats.sent++;
     const im = this.impairment;
     if (this.rng.chance(im.loss)) {
       this.stats.lost++;
       return;
     }
+    if (this.rng.chance(im.ceMark ?? 0) && markCe(packet)) this.stats.ceMarked++;
     const copies = this.rng.chance(im.duplicate) ? 2 : 1;
     if (copies === 2) this.stats.duplicated++;
     for (let i = 0; i < copies; i++) {
@@ -183,4 +188,35 @@ export class Link<E> {
       this.queue.after(delay, this.arrive(packet.slice()));
     }
   }
+}
+
+/**
+ * Sets the IP ECN field of an ECT(0)/ECT(1) packet to CE (in place; the IPv4 header checksum is
+ * fixed, IPv6 has none). Returns false for a packet that is not ECN-capable.
+ */
+export function markCe(packet: Uint8Array): boolean {
+  const version = (packet[0] ?? 0) >> 4;
+  if (version === 4) {
+    const tos = packet[1] as number;
+    if ((tos & 3) === 0 || (tos & 3) === 3) return false;
+    packet[1] = tos | 3;
+    const ihl = ((packet[0] as number) & 0x0f) * 4;
+    packet[10] = 0;
+    packet[11] = 0;
+    let sum = 0;
+    for (let i = 0; i < ihl; i += 2) sum += ((packet[i] as number) << 8) | (packet[i + 1] as number);
+    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+    const check = ~sum & 0xffff;
+    packet[10] = check >> 8;
+    packet[11] = check & 0xff;
+    return true;
+  }
+  if (version === 6) {
+    // Traffic class: low 4 bits of byte 0 and high 4 bits of byte 1; ECN is its low 2 bits.
+    const ecn = ((packet[1] as number) >> 4) & 3;
+    if (ecn === 0 || ecn === 3) return false;
+    packet[1] = (packet[1] as number) | 0x30;
+    return true;
+  }
+  return false;
 }
