@@ -48,6 +48,13 @@ const PLANS: Plan[] = [
     seeds: 3,
     exercised: ['probes', 'strippedProbes'],
   },
+  {
+    scenario: { ...base, name: 'garbage-keepalives', wire: wire({ loss: 0.02 }), probeChance: 0.2, garbageProbes: true, sizes: between(5_000, 60_000) },
+    seeds: 2,
+    exercised: ['probes', 'strippedProbes'],
+  },
+  { scenario: { ...base, name: 'client-abort', wire: wire({ reorder: 0.05 }), abort: 'client', sizes: between(20_000, 80_000) }, seeds: 2, exercised: [] },
+  { scenario: { ...base, name: 'server-abort', version: 6, wire: wire({ reorder: 0.05 }), abort: 'server', sizes: between(20_000, 80_000) }, seeds: 2, exercised: [] },
   { scenario: { ...base, name: 'forged-rst-fin', forge: 'mid-transfer', sizes: between(30_000, 120_000) }, seeds: 3, exercised: ['forged', 'authFailed'] },
   { scenario: { ...base, name: 'forged-rst-fin-v6', version: 6, forge: 'mid-transfer', sizes: between(30_000, 120_000) }, seeds: 1, exercised: ['forged', 'authFailed'] },
 ];

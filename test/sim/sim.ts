@@ -49,6 +49,10 @@ export interface Scenario {
    * For testing the checks themselves: replaces what an engine puts on the wire (`source` is the
    * endpoint's packet it came from), as a broken engine would.
    */
+  /** This endpoint aborts with a RST halfway through its stream (an authenticated RST ends the flow at once). */
+  abort?: 'client' | 'server';
+  /** Keepalive probes carry a garbage byte (BSD style) instead of the acknowledged true one. */
+  garbageProbes?: boolean;
   tamperWire?(packet: Uint8Array, dir: WireDirection, source: Uint8Array | null): Uint8Array;
 }
 
@@ -158,8 +162,10 @@ class Sim {
       window,
       shortSegmentChance: scenario.shortSegmentChance,
       probeChance: scenario.probeChance,
+      garbageProbes: scenario.garbageProbes ?? false,
       foreignOption: OPTION,
     };
+    const abortAt = (dir: WireDirection): number | undefined => (scenario.abort === (dir === 'c2s' ? 'client' : 'server') ? Math.floor(this.streams[dir].length / 2) + 1 : undefined);
     this.client = new TcpEndpoint({
       ...common,
       role: 'client',
@@ -169,6 +175,7 @@ class Sim {
       remotePort: 443,
       isn: this.isn.c2s,
       data: this.streams.c2s,
+      abortAt: abortAt('c2s'),
       rng: new Rng(`client:${scenario.name}:${seed}`),
       send: (p) => this.endpointSends('c2s', p),
     });
@@ -181,6 +188,7 @@ class Sim {
       remotePort: this.clientPort,
       isn: this.isn.s2c,
       data: this.streams.s2c,
+      abortAt: abortAt('s2c'),
       rng: new Rng(`server:${scenario.name}:${seed}`),
       send: (p) => this.endpointSends('s2c', p),
     });
@@ -264,7 +272,9 @@ class Sim {
     this.source = { dir, packet, seq: t.seq, ack: t.ack, flags: t.flags, payloadLength: t.payload.length, payloadEndRel: rel + t.payload.length, used: false };
     if (dir === 'c2s') this.pipeline.clientSends(packet, now);
     else this.pipeline.serverSends(packet, now);
-    if (!this.source.used) this.fail(`${dir} engine put nothing on the wire for ${describeTcp(t)} (tally ${JSON.stringify(this.pipeline.tally)})`);
+    // After an abort the engines have no flow: what the other endpoint still sends is dropped.
+    const aborted = this.client.wasReset || this.server.wasReset;
+    if (!this.source.used && !aborted) this.fail(`${dir} engine put nothing on the wire for ${describeTcp(t)} (tally ${JSON.stringify(this.pipeline.tally)})`);
     this.source = null;
   }
 
@@ -445,20 +455,28 @@ class Sim {
   private finish(): void {
     this.finishing = true;
     const { agent, gateway } = this.pipeline;
-    // Byte-exact delivery both ways, both FINs through.
+    const abort = this.scenario.abort;
+    // Byte-exact delivery both ways, both FINs through (after an abort: a prefix, and the RST).
     for (const [name, got, want] of [
       ['server application', this.server.received(), this.streams.c2s],
       ['client application', this.client.received(), this.streams.s2c],
     ] as const) {
-      if (Buffer.compare(got, want) !== 0) this.fail(`${name} got ${got.length} bytes, ${firstDifference(got, want)}; the sender sent ${want.length}`);
+      const expected = abort === undefined ? want : want.subarray(0, got.length);
+      if (Buffer.compare(got, expected) !== 0) this.fail(`${name} got ${got.length} bytes, ${firstDifference(got, want)}; the sender sent ${want.length}`);
     }
-    if (!this.client.done || !this.server.done) this.fail(`FINs not completed: ${this.client.describe()}; ${this.server.describe()}`);
+    if (abort === undefined && (!this.client.done || !this.server.done)) this.fail(`FINs not completed: ${this.client.describe()}; ${this.server.describe()}`);
     for (const [name, e] of [['client', this.client], ['server', this.server]] as const) {
       const s = e.stats;
       if (s.conflicts) this.fail(`${name} received ${s.conflicts} bytes that differ from bytes it already had`);
       if (s.badPackets) this.fail(`${name} received ${s.badPackets} unparsable / bad-checksum / misaddressed packets`);
       if (s.foreignOptions) this.fail(`${name} saw our TCP option ${s.foreignOptions} times (must be stripped)`);
-      if (s.resets) this.fail(`${name} received ${s.resets} RSTs`);
+      const resets = abort !== undefined && abort !== name ? 1 : 0;
+      if (s.resets !== resets) this.fail(`${name} received ${s.resets} RSTs, want ${resets}`);
+      if (abort !== undefined && !e.wasReset) this.fail(`${name} did not end by the abort: ${e.describe()}`);
+    }
+    if (abort !== undefined) {
+      // Rule 5: an authenticated RST ends the flow on both sides at once, no linger.
+      if (agent.flowCount !== 0 || gateway.flowCount !== 0) this.fail(`rule 5: after the authenticated RST agent has ${agent.flowCount} flows, gateway ${gateway.flowCount}`);
     }
     // Rule 4: the endpoints learnt a clamped MSS and filled it.
     const clamped = (this.scenario.version === 4 ? 1460 : 1440) - TAG_OPTION_LEN;

@@ -44,6 +44,13 @@ export interface EndpointConfig {
   shortSegmentChance: number;
   /** Chance, per new ACK, of a keepalive-style probe: the last acknowledged byte sent again. */
   probeChance: number;
+  /**
+   * Probes carry a garbage byte instead of the true one, as BSD-style keepalives do: the one
+   * dishonest thing real stacks send, which the engines must strip (the byte is acknowledged).
+   */
+  garbageProbes?: boolean;
+  /** Abort with a RST once SND.UNA reaches this position (rel), instead of closing with FIN. */
+  abortAt?: number;
   rng: Rng;
   /** Option kind/ExID of the encryption layer, which this endpoint must never see. */
   foreignOption: { kind: number; exid: number };
@@ -81,7 +88,7 @@ const RTO_MAX = 4_000;
 const WINDOW_SHIFT = 7;
 const MAX_SACK_BLOCKS_WITH_TS = 3;
 
-type State = 'closed' | 'listen' | 'syn-sent' | 'syn-rcvd' | 'established';
+type State = 'closed' | 'listen' | 'syn-sent' | 'syn-rcvd' | 'established' | 'reset';
 
 export class TcpEndpoint {
   readonly stats: EndpointStats = {
@@ -150,7 +157,12 @@ export class TcpEndpoint {
 
   /** Both FINs are through: ours acknowledged, the peer's received (and acknowledged by us). */
   get done(): boolean {
-    return this.state === 'established' && this.sndUna === this.endRel && this.finReceived;
+    return (this.state === 'established' && this.sndUna === this.endRel && this.finReceived) || this.state === 'reset';
+  }
+
+  /** Aborted: sent a RST (abortAt) or accepted one. */
+  get wasReset(): boolean {
+    return this.state === 'reset';
   }
 
   get finSent(): boolean {
@@ -225,8 +237,11 @@ export class TcpEndpoint {
       if (o.kind === this.cfg.foreignOption.kind && experimentId(o) === this.cfg.foreignOption.exid) this.stats.foreignOptions++;
     }
     const flags = tcp.flags;
+    if (this.state === 'reset') return;
     if (flags & TCP_FLAGS.RST) {
       this.stats.resets++;
+      // An in-window RST (RFC 9293 3.10.7.4; RFC 5961's exact check is not needed here).
+      if (this.cfg.abortAt !== undefined || this.peerIsn !== null) this.enterReset();
       return;
     }
     const syn = (flags & TCP_FLAGS.SYN) !== 0;
@@ -269,6 +284,7 @@ export class TcpEndpoint {
       const ackRel = (tcp.ack - this.cfg.isn) >>> 0;
       const blocks = this.sackOk ? tcp.options.flatMap((o) => decodeSackBlocks(o) ?? []) : [];
       this.onAck(ackRel, blocks, tcp.payload.length > 0 || (flags & TCP_FLAGS.FIN) !== 0, now);
+      if (this.state === 'reset') return;
     }
     if (this.state === 'syn-rcvd') return;
     const seqRel = (tcp.seq - peerIsn) >>> 0;
@@ -278,6 +294,11 @@ export class TcpEndpoint {
       this.sendAck(now);
     }
     this.pump(now);
+  }
+
+  private enterReset(): void {
+    this.state = 'reset';
+    this.rtoAt = null;
   }
 
   private acceptSyn(seq: number, options: readonly TcpOption[], flags: number, now: number): void {
@@ -324,6 +345,7 @@ export class TcpEndpoint {
     if (ackRel > this.sndUna) {
       if (this.state === 'syn-rcvd' && ackRel >= 1) this.state = 'established';
       this.newAck(ackRel, now);
+      if (this.state === 'reset') return;
       if (this.inRecovery) {
         if (this.sndUna >= this.recoverPoint) this.inRecovery = false;
         else this.retransmitHole(now); // partial ACK: the next hole is lost too
@@ -345,6 +367,11 @@ export class TcpEndpoint {
 
   private newAck(ackRel: number, now: number): void {
     this.sndUna = ackRel;
+    if (this.cfg.abortAt !== undefined && ackRel >= this.cfg.abortAt && this.state === 'established') {
+      this.emit(now, this.sndMax, TCP_FLAGS.RST | TCP_FLAGS.ACK, new Uint8Array(0));
+      this.enterReset();
+      return;
+    }
     this.dupAcks = 0;
     this.sacked = this.sacked.filter((r) => r.end > ackRel).map((r) => ({ ...r, start: Math.max(r.start, ackRel) }));
     if (this.sndNxt < this.sndUna) this.sndNxt = this.sndUna;
@@ -437,7 +464,8 @@ export class TcpEndpoint {
   private probe(now: number): void {
     this.stats.probes++;
     const at = this.sndUna - 1;
-    this.emit(now, at, TCP_FLAGS.ACK, this.cfg.data.subarray(at - 1, at));
+    const byte = this.cfg.data.subarray(at - 1, at);
+    this.emit(now, at, TCP_FLAGS.ACK, this.cfg.garbageProbes ? byte.map((b) => b ^ 0xa5) : byte);
   }
 
   private nextSacked(pos: number): number {
