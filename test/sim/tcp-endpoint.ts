@@ -284,7 +284,7 @@ export class TcpEndpoint {
       const ackRel = (tcp.ack - this.cfg.isn) >>> 0;
       const blocks = this.sackOk ? tcp.options.flatMap((o) => decodeSackBlocks(o) ?? []) : [];
       this.onAck(ackRel, blocks, tcp.payload.length > 0 || (flags & TCP_FLAGS.FIN) !== 0, now);
-      if (this.state === 'reset') return;
+      if (this.wasReset) return; // onAck may have aborted
     }
     if (this.state === 'syn-rcvd') return;
     const seqRel = (tcp.seq - peerIsn) >>> 0;
