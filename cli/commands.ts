@@ -6,5 +6,8 @@ import type { Command } from './command';
 export const commands: Record<string, () => Command> = {
   bench: () => require('./commands/bench').command,
   demo: () => require('./commands/demo').command,
+  kdc: () => require('./commands/kdc').command,
+  'kdc-admin': () => require('./commands/kdc-admin').command,
+  'kdc-client': () => require('./commands/kdc-client').command,
   replay: () => require('./commands/replay').command,
 };
