@@ -97,7 +97,7 @@ export class Lab {
   }
 
   /** SYN, SYN-ACK and ACK with the given ISNs; returns the next sequence numbers. */
-  handshake(cIsn = 1000, sIsn = 5000, synFlags = TCP_FLAGS.SYN): { c: number; s: number } {
+  handshake(cIsn = 1000, sIsn = 5000, synFlags: number = TCP_FLAGS.SYN): { c: number; s: number } {
     this.fromClient({ seq: cIsn, flags: synFlags, options: SYN_OPTIONS() });
     this.fromServer({ seq: sIsn, ack: cIsn + 1, flags: TCP_FLAGS.SYN | TCP_FLAGS.ACK, options: SYN_OPTIONS() });
     this.fromClient({ seq: cIsn + 1, ack: sIsn + 1 });
