@@ -48,6 +48,8 @@ const PLANS: Plan[] = [
     seeds: 3,
     exercised: ['probes', 'strippedProbes'],
   },
+  { scenario: { ...base, name: 'slow-keying', keyingHopMs: [20, 120], wire: wire({ loss: 0.05, reorder: 0.05 }) }, seeds: 4, exercised: ['synResentWhileKeying'] },
+  { scenario: { ...base, name: 'keying-timeout-refused', keyingHopMs: [400, 500], expect: 'refused', wire: wire({ reorder: 0.05 }) }, seeds: 2, exercised: ['refusalRsts'] },
   {
     scenario: { ...base, name: 'garbage-keepalives', wire: wire({ loss: 0.02 }), probeChance: 0.2, garbageProbes: true, sizes: between(5_000, 60_000) },
     seeds: 2,

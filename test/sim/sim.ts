@@ -13,8 +13,9 @@ import { DEFAULT_OPTION_CONFIG, REQUEST_OPTION_LEN, TAG_OPTION_LEN } from '../..
 import { type IpTcpRepr, emitIpTcp, parseIpTcp } from '../../common/wire/packet';
 import { TCP_FLAGS } from '../../common/wire/tcp';
 import { TCP_OPTION, type TcpOption, decodeSackBlocks, experimentId, timestampsOption } from '../../common/wire/tcp-options';
-import type { Pipeline, WireDirection } from '../../pipeline/pipeline';
-import { DEFAULT_TIMERS, createPipeline } from '../../pipeline/setup';
+import { Pipeline, type PipelineSinks, type WireDirection } from '../../pipeline/pipeline';
+import { DEFAULT_TIMERS, createTrio } from '../../pipeline/setup';
+import { AsyncPath } from './async-path';
 import { plaintextRuns } from './leaks';
 import { TcpEndpoint } from './tcp-endpoint';
 import { CLEAN, EventQueue, type Impairment, Link, Rng } from './wire';
@@ -49,6 +50,16 @@ export interface Scenario {
    * For testing the checks themselves: replaces what an engine puts on the wire (`source` is the
    * endpoint's packet it came from), as a broken engine would.
    */
+  /**
+   * Key delivery and KDC answers take [min, max] ms per hop (five hops per keying) instead of
+   * happening at once: the client resends its SYN while the gateway holds the first.
+   */
+  keyingHopMs?: [number, number];
+  /**
+   * 'refused': keying cannot finish in time, so the gateway must refuse (rule 7): the client gets
+   * a RST, the server never hears of the connection, nothing else crosses.
+   */
+  expect?: 'refused';
   /** This endpoint aborts with a RST halfway through its stream (an authenticated RST ends the flow at once). */
   abort?: 'client' | 'server';
   /** Keepalive probes carry a garbage byte (BSD style) instead of the acknowledged true one. */
@@ -65,7 +76,11 @@ type Event =
   | { kind: 'wire'; dir: WireDirection; packet: Uint8Array }
   | { kind: 'to-client'; packet: Uint8Array }
   | { kind: 'to-server'; packet: Uint8Array }
-  | { kind: 'inject'; dir: WireDirection; packet: Uint8Array };
+  | { kind: 'inject'; dir: WireDirection; packet: Uint8Array }
+  | { kind: 'call'; run: (now: number) => void };
+
+/** What the simulation drives: pipeline/Pipeline (keying at once) or AsyncPath (keying delayed). */
+type Path = Pick<Pipeline, 'agent' | 'gateway' | 'clientSends' | 'serverSends' | 'deliver' | 'tick'>;
 
 interface Source {
   dir: WireDirection;
@@ -97,7 +112,7 @@ class Sim {
   private readonly violations: string[] = [];
   private readonly rng: Rng;
   private readonly queue = new EventQueue<Event>(START_MS);
-  private readonly pipeline: Pipeline;
+  private readonly pipeline: Path;
   private readonly client: TcpEndpoint;
   private readonly server: TcpEndpoint;
   private readonly links: Record<WireDirection, Link<Event>>;
@@ -137,14 +152,21 @@ class Sim {
     const addrs = ADDRS[scenario.version];
     const protect = parseEndpoint(addrs.protect);
     if (typeof protect === 'string') throw new Error(protect);
-    this.pipeline = createPipeline(
-      { backend: nodeBackend, random: this.rng.bytes.bind(this.rng), protect: [protect] },
-      {
-        client: (p) => this.fromAgentToClient(p),
-        server: (p) => this.fromGatewayToServer(p),
-        wire: (p, dir) => this.onWire(p, dir),
-      },
-    );
+    const trio = createTrio({ backend: nodeBackend, random: this.rng.bytes.bind(this.rng), protect: [protect] });
+    const sinks: PipelineSinks = {
+      client: (p) => this.fromAgentToClient(p),
+      server: (p) => this.fromGatewayToServer(p),
+      wire: (p, dir) => this.onWire(p, dir),
+    };
+    const hop = scenario.keyingHopMs;
+    if (hop === undefined) this.pipeline = new Pipeline(trio.agent, trio.gateway, trio.kdc, sinks);
+    else {
+      const hopRng = new Rng(`keying:${scenario.name}:${seed}`);
+      this.pipeline = new AsyncPath(trio.agent, trio.gateway, trio.kdc, sinks, {
+        later: (delay, run) => this.queue.after(delay, { kind: 'call', run }),
+        hopDelay: () => hopRng.int(hop[0], hop[1]),
+      });
+    }
     const wireRng = new Rng(`wire:${scenario.name}:${seed}`);
     this.links = {
       c2s: new Link(this.queue, wireRng, scenario.wire, (packet) => ({ kind: 'wire', dir: 'c2s', packet })),
@@ -207,11 +229,8 @@ class Sim {
     let events = 0;
     for (;;) {
       const t = Math.min(this.queue.peekTime(), this.client.timerAt ?? Infinity, this.server.timerAt ?? Infinity);
-      if (this.client.done && this.server.done && this.queue.size === 0) break;
-      if (t === Infinity) {
-        this.fail(`stalled: nothing left to happen. ${this.client.describe()}; ${this.server.describe()}`);
-        break;
-      }
+      // Nothing left to happen: finish() judges where the endpoints got to.
+      if (t === Infinity) break;
       if (t - START_MS > MAX_VIRTUAL_MS || ++events > MAX_EVENTS) {
         this.fail(`did not finish in ${MAX_VIRTUAL_MS} virtual ms / ${MAX_EVENTS} events. ${this.client.describe()}; ${this.server.describe()}`);
         break;
@@ -251,6 +270,9 @@ class Sim {
       case 'to-server':
         this.server.onPacket(event.packet, now);
         return;
+      case 'call':
+        event.run(now);
+        return;
     }
   }
 
@@ -274,7 +296,7 @@ class Sim {
     else this.pipeline.serverSends(packet, now);
     // After an abort the engines have no flow: what the other endpoint still sends is dropped.
     const aborted = this.client.wasReset || this.server.wasReset;
-    if (!this.source.used && !aborted) this.fail(`${dir} engine put nothing on the wire for ${describeTcp(t)} (tally ${JSON.stringify(this.pipeline.tally)})`);
+    if (!this.source.used && !aborted) this.fail(`${dir} engine put nothing on the wire for ${describeTcp(t)} (agent ${JSON.stringify(this.pipeline.agent.counters.snapshot())}, gateway ${JSON.stringify(this.pipeline.gateway.counters.snapshot())})`);
     this.source = null;
   }
 
@@ -323,6 +345,7 @@ class Sim {
     if (!parsed.ok) return; // reported by checkHostPacket
     const t = parsed.value.tcp;
     if (t.flags & TCP_FLAGS.SYN) return;
+    if (this.scenario.expect === 'refused' && t.flags & TCP_FLAGS.RST) return; // the gateway's refusal
     const candidates = this.sentBySeq[dir].get(`${t.seq}:${t.ack}:${t.flags}`) ?? [];
     for (const c of candidates) {
       const how = derivation(parsed.value, c);
@@ -357,7 +380,11 @@ class Sim {
     }
     // Rule 3: the segment it came from, seq/ack/flags as they were, payload length kept.
     const src = this.source;
-    if (src === null || src.dir !== dir || src.used) {
+    const refusal = this.scenario.expect === 'refused' && src === null && dir === 's2c' && (t.flags & TCP_FLAGS.RST) !== 0;
+    if (refusal) {
+      this.figures.refusalRsts = (this.figures.refusalRsts ?? 0) + 1;
+      return; // the gateway's fail-closed RST carries no tag: there is no key to make one with
+    } else if (src === null || src.dir !== dir || src.used) {
       this.fail(`rule 3: ${dir} wire packet ${describeTcp(t)} does not come from an endpoint segment (originated?)`);
     } else {
       src.used = true;
@@ -455,6 +482,43 @@ class Sim {
   private finish(): void {
     this.finishing = true;
     const { agent, gateway } = this.pipeline;
+    if (this.scenario.expect === 'refused') this.checkRefused();
+    else this.checkDelivered();
+    // Rule 1: no 16-byte run of either stream on the wire.
+    const runs = plaintextRuns([this.streams.c2s, this.streams.s2c], this.wirePayloads);
+    if (runs > 0) this.fail(`rule 1: ${runs} 16-byte runs of plaintext on the wire`);
+    // Forged segments fail authentication (and nothing else does).
+    const authFailed = { agent: agent.counters.get('auth-failed'), gateway: gateway.counters.get('auth-failed') };
+    if (authFailed.agent !== this.forged.agent || authFailed.gateway !== this.forged.gateway) {
+      this.fail(`auth failures agent ${authFailed.agent} / gateway ${authFailed.gateway}, want ${this.forged.agent} / ${this.forged.gateway} (the forged segments)`);
+    }
+    // Rule 5: after the linger, no flows and every key zeroed.
+    const end = this.queue.now + DEFAULT_TIMERS.lingerMs + 1;
+    this.pipeline.tick(end);
+    if (agent.flowCount !== 0 || gateway.flowCount !== 0) this.fail(`rule 5: after linger agent has ${agent.flowCount} flows, gateway ${gateway.flowCount}`);
+    const live = [...this.ciphers].filter((c) => !c.keysAreZero()).length;
+    if (live > 0) this.fail(`rule 5: ${live} flow ciphers still hold key bytes after discard`);
+    const link = this.links;
+    Object.assign(this.figures, {
+      virtualMs: this.queue.now - START_MS,
+      wireLost: link.c2s.stats.lost + link.s2c.stats.lost,
+      wireDuplicated: link.c2s.stats.duplicated + link.s2c.stats.duplicated,
+      wireReordered: link.c2s.stats.reordered + link.s2c.stats.reordered,
+      ceMarked: link.c2s.stats.ceMarked + link.s2c.stats.ceMarked,
+      ceReceived: this.client.stats.ceReceived + this.server.stats.ceReceived,
+      retransmits: this.client.stats.retransmittedSegments + this.server.stats.retransmittedSegments,
+      rtoFires: this.client.stats.rtoFires + this.server.stats.rtoFires,
+      fastRetransmits: this.client.stats.fastRetransmits + this.server.stats.fastRetransmits,
+      sackBlocks: this.client.stats.sackBlocksSent + this.server.stats.sackBlocksSent,
+      probes: this.client.stats.probes + this.server.stats.probes,
+      synResentWhileKeying: gateway.counters.get('syn-duplicate-absorbed'),
+      authFailed: authFailed.agent + authFailed.gateway,
+    });
+  }
+
+  /** The connection ran: byte-exact both ways and both FINs (or, after an abort, the RST). */
+  private checkDelivered(): void {
+    const { agent, gateway } = this.pipeline;
     const abort = this.scenario.abort;
     // Byte-exact delivery both ways, both FINs through (after an abort: a prefix, and the RST).
     for (const [name, got, want] of [
@@ -486,36 +550,17 @@ class Sim {
     for (const dir of ['c2s', 's2c'] as const) {
       if (this.streams[dir].length >= 20_000 && this.fullSize[dir] === 0) this.fail(`rule 4: no ${dir} wire packet reached the MTU: the endpoint did not fill the clamped MSS`);
     }
-    // Rule 1: no 16-byte run of either stream on the wire.
-    const runs = plaintextRuns([this.streams.c2s, this.streams.s2c], this.wirePayloads);
-    if (runs > 0) this.fail(`rule 1: ${runs} 16-byte runs of plaintext on the wire`);
-    // Forged segments fail authentication (and nothing else does).
-    const authFailed = { agent: agent.counters.get('auth-failed'), gateway: gateway.counters.get('auth-failed') };
-    if (authFailed.agent !== this.forged.agent || authFailed.gateway !== this.forged.gateway) {
-      this.fail(`auth failures agent ${authFailed.agent} / gateway ${authFailed.gateway}, want ${this.forged.agent} / ${this.forged.gateway} (the forged segments)`);
-    }
-    // Rule 5: after the linger, no flows and every key zeroed.
     if (this.ciphers.size < 2) this.fail(`rule 5: saw ${this.ciphers.size} flow ciphers, want one per engine`);
-    const end = this.queue.now + DEFAULT_TIMERS.lingerMs + 1;
-    this.pipeline.tick(end);
-    if (agent.flowCount !== 0 || gateway.flowCount !== 0) this.fail(`rule 5: after linger agent has ${agent.flowCount} flows, gateway ${gateway.flowCount}`);
-    const live = [...this.ciphers].filter((c) => !c.keysAreZero()).length;
-    if (live > 0) this.fail(`rule 5: ${live} flow ciphers still hold key bytes after discard`);
-    const link = this.links;
-    Object.assign(this.figures, {
-      virtualMs: this.queue.now - START_MS,
-      wireLost: link.c2s.stats.lost + link.s2c.stats.lost,
-      wireDuplicated: link.c2s.stats.duplicated + link.s2c.stats.duplicated,
-      wireReordered: link.c2s.stats.reordered + link.s2c.stats.reordered,
-      ceMarked: link.c2s.stats.ceMarked + link.s2c.stats.ceMarked,
-      ceReceived: this.client.stats.ceReceived + this.server.stats.ceReceived,
-      retransmits: this.client.stats.retransmittedSegments + this.server.stats.retransmittedSegments,
-      rtoFires: this.client.stats.rtoFires + this.server.stats.rtoFires,
-      fastRetransmits: this.client.stats.fastRetransmits + this.server.stats.fastRetransmits,
-      sackBlocks: this.client.stats.sackBlocksSent + this.server.stats.sackBlocksSent,
-      probes: this.client.stats.probes + this.server.stats.probes,
-      authFailed: authFailed.agent + authFailed.gateway,
-    });
+  }
+
+  /** Rule 7: keying failed, so the client got a RST, the server nothing, and no data crossed. */
+  private checkRefused(): void {
+    const { agent, gateway } = this.pipeline;
+    if (!this.client.wasReset || this.client.stats.resets === 0) this.fail(`refused: the client was not reset: ${this.client.describe()}`);
+    if (!this.server.untouched) this.fail(`refused: the server heard of the connection: ${this.server.describe()}`);
+    if ((this.figures.refusalRsts ?? 0) === 0) this.fail('refused: no RST from the gateway crossed the wire');
+    if (gateway.counters.get('refused') === 0) this.fail(`refused: the gateway did not refuse (${JSON.stringify(gateway.counters.snapshot())})`);
+    if (agent.keyedFlowCount !== 0) this.fail(`refused: the agent still holds keys for ${agent.keyedFlowCount} flows`);
   }
 }
 

@@ -160,6 +160,11 @@ export class TcpEndpoint {
     return (this.state === 'established' && this.sndUna === this.endRel && this.finReceived) || this.state === 'reset';
   }
 
+  /** Nothing arrived yet (a server still listening). */
+  get untouched(): boolean {
+    return this.state === 'listen' || this.state === 'closed';
+  }
+
   /** Aborted: sent a RST (abortAt) or accepted one. */
   get wasReset(): boolean {
     return this.state === 'reset';
@@ -240,8 +245,10 @@ export class TcpEndpoint {
     if (this.state === 'reset') return;
     if (flags & TCP_FLAGS.RST) {
       this.stats.resets++;
-      // An in-window RST (RFC 9293 3.10.7.4; RFC 5961's exact check is not needed here).
-      if (this.cfg.abortAt !== undefined || this.peerIsn !== null) this.enterReset();
+      // RFC 9293 3.10.7.3: in SYN-SENT a RST counts only if it acknowledges our SYN. Later, any
+      // RST (the peer is honest; the engines drop forged ones before they get here).
+      const acceptable = this.state === 'syn-sent' ? (flags & TCP_FLAGS.ACK) !== 0 && tcp.ack === ((this.cfg.isn + 1) >>> 0) : this.peerIsn !== null;
+      if (acceptable) this.enterReset();
       return;
     }
     const syn = (flags & TCP_FLAGS.SYN) !== 0;
