@@ -19,6 +19,7 @@
 import type { CryptoBackend } from '../common/crypto/backend';
 import { zeroize } from '../common/crypto/compare';
 import type { RandomSource } from '../common/crypto/random';
+import { type Result, ok, err } from '../common/result';
 import type { Binding } from '../common/protocol/binding';
 import { bytesEqual, fitStr, type IpAddr } from '../common/protocol/codec';
 import { cidrContains, parseCidr } from '../common/protocol/cidr';
@@ -110,6 +111,33 @@ function refuse(m: IssueRequestMsg, code: KdcErrorCode, reason: string, authenti
   return { ok: false, message: { type: KdcType.IssueError, requestId: m.requestId, code, reason: fitStr(reason) }, cacheable: authenticated };
 }
 
+/** A request whose authenticator verified under the gateway key it names (see authenticate()). */
+export interface AuthenticatedRequest {
+  request: IssueRequest;
+  gateway: PrincipalRecord;
+  gatewayKey: PrincipalKey;
+}
+
+/**
+ * The checks that need only the gateway: known and enabled, kvno current or within grace, and
+ * the authenticator. A refusal here is never cacheable. Callers that load principals lazily
+ * (kdc/service.ts) look up the client only after this passes, so that unauthenticated requests
+ * cannot make the KDC read or cache arbitrary client names.
+ */
+export function authenticate(request: IssueRequest, ctx: Pick<IssuerContext, 'now' | 'backend' | 'lookupPrincipal'>): Result<AuthenticatedRequest, IssueOutcome> {
+  const m = request.message;
+  if (!bytesEqual(encodeKdcMessage(m), request.raw)) return err(refuse(m, KdcErrorCode.Internal, 'request bytes do not match the decoded request', false));
+  const gateway = ctx.lookupPrincipal(m.gatewayPrincipal);
+  if (gateway === null) return err(refuse(m, KdcErrorCode.UnknownPrincipal, 'unknown gateway principal', false));
+  if (gateway.disabled) return err(refuse(m, KdcErrorCode.PrincipalDisabled, 'gateway principal disabled', false));
+  const gatewayKey = usableKey(gateway.keys, m.gatewayKvno, ctx.now);
+  if (gatewayKey === null) return err(refuse(m, KdcErrorCode.BadAuthenticator, `gateway kvno ${m.gatewayKvno} is not current or in grace`, false));
+  if (!verifyRequestAuthenticator(ctx.backend, gatewayKey.key, request.raw)) {
+    return err(refuse(m, KdcErrorCode.BadAuthenticator, 'authenticator does not verify', false));
+  }
+  return ok({ request, gateway, gatewayKey });
+}
+
 /**
  * Checks, in this order: gateway principal known and enabled; gateway kvno current or within
  * grace; authenticator; client principal known, enabled, with a usable key; |now - timestamp|
@@ -120,18 +148,15 @@ function refuse(m: IssueRequestMsg, code: KdcErrorCode, reason: string, authenti
  * Random draws, in order: session key (32), gateway ticket nonce (12), client ticket nonce (12).
  */
 export function issue(request: IssueRequest, ctx: IssuerContext): IssueOutcome {
-  const m = request.message;
-  const now = ctx.now;
-  if (!bytesEqual(encodeKdcMessage(m), request.raw)) return refuse(m, KdcErrorCode.Internal, 'request bytes do not match the decoded request', false);
+  const a = authenticate(request, ctx);
+  return a.ok ? issueAuthenticated(a.value, ctx) : a.error;
+}
 
-  const gateway = ctx.lookupPrincipal(m.gatewayPrincipal);
-  if (gateway === null) return refuse(m, KdcErrorCode.UnknownPrincipal, 'unknown gateway principal', false);
-  if (gateway.disabled) return refuse(m, KdcErrorCode.PrincipalDisabled, 'gateway principal disabled', false);
-  const gatewayKey = usableKey(gateway.keys, m.gatewayKvno, now);
-  if (gatewayKey === null) return refuse(m, KdcErrorCode.BadAuthenticator, `gateway kvno ${m.gatewayKvno} is not current or in grace`, false);
-  if (!verifyRequestAuthenticator(ctx.backend, gatewayKey.key, request.raw)) {
-    return refuse(m, KdcErrorCode.BadAuthenticator, 'authenticator does not verify', false);
-  }
+/** issue() after authenticate(): the client, skew, address and policy checks, then the tickets. */
+export function issueAuthenticated(a: AuthenticatedRequest, ctx: IssuerContext): IssueOutcome {
+  const m = a.request.message;
+  const now = ctx.now;
+  const { gateway, gatewayKey } = a;
   // From here the request is authenticated: its refusals may be cached by requestId.
   const client = ctx.lookupPrincipal(m.clientPrincipal);
   if (client === null) return refuse(m, KdcErrorCode.UnknownPrincipal, 'unknown client principal', true);
