@@ -2,6 +2,11 @@
 // test/crypto proves it with RFC 8439 / RFC 5869 vectors and cross-tests.
 export type BackendName = 'node' | 'noble';
 
+export interface ChaChaStream {
+  update(input: Uint8Array): Uint8Array;
+  close(): void;
+}
+
 export interface CryptoBackend {
   readonly name: BackendName;
   /**
@@ -10,6 +15,13 @@ export interface CryptoBackend {
    * `output` when given (may alias `input`), else into a new array; returns the output.
    */
   chacha20Xor(key: Uint8Array, nonce: Uint8Array, counter: number, input: Uint8Array, output?: Uint8Array): Uint8Array;
+  /**
+   * Optional: a running ChaCha20 keystream from block `counter` of (key, nonce). Successive
+   * update() calls continue where the last one stopped (any lengths). Backends whose per-call
+   * set-up is costly offer it so that in-order segments need no new cipher; close() frees it.
+   * The caller must not run it past block 2^32 - 1.
+   */
+  chacha20Stream?(key: Uint8Array, nonce: Uint8Array, counter: number): ChaChaStream;
   /** RFC 8439 AEAD_CHACHA20_POLY1305 seal: returns ciphertext || 16-byte tag. */
   aeadSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array;
   /** Opens ciphertext || tag; returns the plaintext, or null when authentication fails. */

@@ -1,8 +1,8 @@
 // CryptoBackend on node:crypto (OpenSSL). This is the per-packet path: one native cipher or HMAC
 // object per call is the floor node allows (a cipher cannot be re-keyed or re-IVed), so the code
 // around it avoids extra copies and allocations.
-import { createCipheriv, createDecipheriv, createHash, createHmac } from 'node:crypto';
-import type { CryptoBackend } from './backend';
+import { createCipheriv, createDecipheriv, createHash, createHmac, hash } from 'node:crypto';
+import type { ChaChaStream, CryptoBackend } from './backend';
 import {
   TAG_BYTES,
   checkBytes,
@@ -46,6 +46,20 @@ function chacha20Xor(
   return output;
 }
 
+function chacha20Stream(key: Uint8Array, nonce: Uint8Array, counter: number): ChaChaStream {
+  const op = 'node chacha20Stream';
+  checkKeyNonce(op, key, nonce);
+  checkCounter(op, counter, 0);
+  ivView.setUint32(0, counter, true);
+  iv.set(nonce, 4);
+  const cipher = createCipheriv('chacha20', key, iv);
+  return {
+    update: (input) => plain(cipher.update(input)),
+    // final() frees the OpenSSL context, which cleanses the key schedule it holds.
+    close: () => void cipher.final(),
+  };
+}
+
 function aeadSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
   const op = 'node aeadSeal';
   checkKeyNonce(op, key, nonce);
@@ -81,13 +95,41 @@ function aeadOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: U
   return plain(plaintext);
 }
 
+// HMAC (RFC 2104) from two one-shot hashes: creating an Hmac object per call costs more than
+// hashing a full-size segment, and this runs twice per protected segment. The key-derived pads
+// live in scratch buffers that are zeroed before returning.
+const SHA256_BLOCK = 64;
+const innerScratch = Buffer.alloc(SHA256_BLOCK + 4096);
+const outerScratch = Buffer.alloc(SHA256_BLOCK + HASH_BYTES);
+
 function hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
   const op = 'node hmacSha256';
   checkBytes(op, 'key', key);
   checkParts(op, parts);
-  const mac = createHmac('sha256', key);
-  for (const part of parts) mac.update(part);
-  return plain(mac.digest());
+  let total = 0;
+  for (const part of parts) total += part.length;
+  if (key.length > SHA256_BLOCK || SHA256_BLOCK + total > innerScratch.length) {
+    const mac = createHmac('sha256', key);
+    for (const part of parts) mac.update(part);
+    return plain(mac.digest());
+  }
+  innerScratch.fill(0x36, 0, SHA256_BLOCK);
+  outerScratch.fill(0x5c, 0, SHA256_BLOCK);
+  for (let i = 0; i < key.length; i++) {
+    innerScratch[i]! ^= key[i]!;
+    outerScratch[i]! ^= key[i]!;
+  }
+  let at = SHA256_BLOCK;
+  for (const part of parts) {
+    innerScratch.set(part, at);
+    at += part.length;
+  }
+  const inner = hash('sha256', innerScratch.subarray(0, at), 'buffer');
+  innerScratch.fill(0, 0, SHA256_BLOCK);
+  outerScratch.set(inner, SHA256_BLOCK);
+  const out = hash('sha256', outerScratch, 'buffer');
+  outerScratch.fill(0, 0, SHA256_BLOCK);
+  return plain(out);
 }
 
 function sha256(...parts: Uint8Array[]): Uint8Array {
@@ -124,6 +166,7 @@ function hkdf(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: numbe
 export const nodeBackend: CryptoBackend = {
   name: 'node',
   chacha20Xor,
+  chacha20Stream,
   aeadSeal,
   aeadOpen,
   hmacSha256,

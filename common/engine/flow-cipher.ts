@@ -2,6 +2,7 @@
 // direction and unprotects the other: the agent protects client-to-server, the gateway
 // server-to-client. Sequence and acknowledgement numbers are never changed (rule 3).
 import type { CryptoBackend } from '../crypto/backend';
+import { KeystreamCursor } from '../crypto/keystream-cursor';
 import type { FlowKeys } from '../protocol/key-schedule';
 import { zeroizeFlowKeys } from '../protocol/key-schedule';
 import type { OptionConfig } from '../protocol/options';
@@ -32,6 +33,7 @@ export class FlowCipher {
   private readonly acked: Record<Direction, number> = { c2s: 0, s2c: 0 };
   readonly finSeen: Record<Direction, boolean> = { c2s: false, s2c: false };
   private zeroed = false;
+  private readonly directions: Record<Direction, DirectionKeys>;
 
   constructor(
     private readonly backend: CryptoBackend,
@@ -40,6 +42,10 @@ export class FlowCipher {
     clientIsn: number,
   ) {
     this.streams = { c2s: new StreamOffset(clientIsn), s2c: null };
+    this.directions = {
+      c2s: { keystream: new KeystreamCursor(backend, keys.c2sEnc), mac: keys.c2sMac },
+      s2c: { keystream: new KeystreamCursor(backend, keys.s2cEnc), mac: keys.s2cMac },
+    };
   }
 
   /** The key-confirmation keys (cipher sync, step 4). */
@@ -61,7 +67,7 @@ export class FlowCipher {
   }
 
   private directionKeys(dir: Direction): DirectionKeys {
-    return dir === 'c2s' ? { enc: this.keys.c2sEnc, mac: this.keys.c2sMac } : { enc: this.keys.s2cEnc, mac: this.keys.s2cMac };
+    return this.directions[dir];
   }
 
   private locate(dir: Direction, tcp: TcpView): Result<{ stream: StreamOffset; offset: number }, CipherError> {
@@ -131,6 +137,8 @@ export class FlowCipher {
   /** Zeroes every key of the flow (rule 5). Idempotent. */
   zeroize(): void {
     if (this.zeroed) return;
+    this.directions.c2s.keystream.close();
+    this.directions.s2c.keystream.close();
     zeroizeFlowKeys(this.keys);
     this.zeroed = true;
   }

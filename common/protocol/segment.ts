@@ -8,7 +8,7 @@
 // with other ACK numbers, windows or timestamps are safe (rule 2).
 import type { CryptoBackend } from '../crypto/backend';
 import { constantTimeEqual } from '../crypto/compare';
-import { keystreamXor } from '../crypto/keystream';
+import type { KeystreamCursor } from '../crypto/keystream-cursor';
 import { type Result, ok, err } from '../result';
 import { type IpView } from '../wire/ip';
 import { TCP_OPTIONS_MAX, type TcpView } from '../wire/tcp';
@@ -18,8 +18,9 @@ import { checksumAdjustAt } from '../wire/checksum';
 import { read16, write16 } from '../wire/bytes';
 import { TAG_LEN, TAG_OPTION_LEN, type OptionConfig, encodeTagOption, scanOptions } from './options';
 
+/** One direction's keys: the keystream (a cursor over the enc key) and the MAC key. */
 export interface DirectionKeys {
-  enc: Uint8Array;
+  keystream: KeystreamCursor;
   mac: Uint8Array;
 }
 
@@ -121,6 +122,14 @@ function makeRoom(options: Uint8Array, extra: number): Uint8Array | null {
   return null;
 }
 
+// The tag option (zero tag) is the same for every segment of a configuration: build it once.
+const tagOptions = new WeakMap<OptionConfig, ReturnType<typeof encodeTagOption>>();
+function tagOptionFor(cfg: OptionConfig): ReturnType<typeof encodeTagOption> {
+  let t = tagOptions.get(cfg);
+  if (t === undefined) tagOptions.set(cfg, (t = encodeTagOption(cfg)));
+  return t;
+}
+
 export interface ProtectInput {
   packet: Uint8Array;
   ip: IpView;
@@ -147,12 +156,12 @@ export function protectSegment(
   if (ours.value.tag !== null) return err('unexpected-tag');
   const existing = makeRoom(optionList(optionsArea), TAG_OPTION_LEN);
   if (existing === null) return err('no-option-space');
-  const tagOption = encodeTagOption(cfg);
+  const tagOption = tagOptionFor(cfg);
   const assembled = assembleOptions([existing, tagOption.bytes]);
   if (!assembled.ok) return err('no-option-space');
   const options = assembled.value;
   const plain = packet.subarray(tcp.payloadStart, tcp.payloadEnd);
-  const payload = input.stripPayload ? new Uint8Array(0) : keystreamXor(backend, keys.enc, input.payloadOffset, plain);
+  const payload = input.stripPayload ? new Uint8Array(0) : keys.keystream.xor(input.payloadOffset, plain);
   const rebuilt = rewriteTcp(packet, ip, tcp, { options, payload });
   if (!rebuilt.ok) return err('no-option-space');
   const out = rebuilt.value;
@@ -195,7 +204,7 @@ export function unprotectSegment(
   const assembled = assembleOptions([before, after]);
   if (!assembled.ok) return err('bad-options');
   const options = assembled.value;
-  const payload = keystreamXor(backend, keys.enc, payloadOffset, cipher);
+  const payload = keys.keystream.xor(payloadOffset, cipher);
   const rebuilt = rewriteTcp(packet, ip, tcp, { options, payload });
   return rebuilt.ok ? ok(rebuilt.value) : err('bad-options');
 }

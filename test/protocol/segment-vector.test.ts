@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { getBackend, backendNames } from '../../common/crypto';
+import { KeystreamCursor } from '../../common/crypto/keystream-cursor';
 import { DEFAULT_OPTION_CONFIG } from '../../common/protocol/options';
 import { protectSegment, unprotectSegment } from '../../common/protocol/segment';
 import { parseIp } from '../../common/wire/ip';
@@ -32,7 +33,7 @@ function views(packet: Uint8Array) {
 describe.each(backendNames)('CG1 segment vectors, %s backend', (name) => {
   const backend = getBackend(name);
   test.each(vectors.vectors.map((v) => [v.description, v] as const))('%s', (_d, v) => {
-    const keys = { enc: hex(v.encKey), mac: hex(v.macKey) };
+    const keys = { keystream: new KeystreamCursor(backend, hex(v.encKey)), mac: hex(v.macKey) };
     const plain = hex(v.plainPacket);
     const { ip, tcp } = views(plain);
     const out = protectSegment(backend, keys, DEFAULT_OPTION_CONFIG, { packet: plain, ip, tcp, offset: v.offset, payloadOffset: v.payloadOffset, stripPayload: false });
