@@ -168,16 +168,21 @@ export class PrincipalAdmin {
     throw new PrincipalError('conflict', `principal ${name} kept changing under concurrent writers; try again`);
   }
 
-  /** New key at kvno+1; the previous current key stays valid for graceMs (0: at once invalid). */
-  rotate(name: string, graceMs = this.deps.graceMs): Promise<PrincipalInfo> {
+  /**
+   * New key at kvno+1. Previous keys stay valid for at most graceMs from now (older keys keep a
+   * shorter grace they already had); graceMs 0 revokes every previous key at once (compromise).
+   */
+  async rotate(name: string, graceMs = this.deps.graceMs): Promise<PrincipalInfo> {
     if (!Number.isSafeInteger(graceMs) || graceMs < 0) throw new PrincipalError('invalid', `grace must be a non-negative integer of ms, got ${graceMs}`);
     return this.update(name, (cur, now) => {
       if (cur.kvno >= MAX_KVNO) throw new PrincipalError('limit', `principal ${name} is at kvno ${cur.kvno}, the largest there is; delete and re-add it`);
       const kvno = cur.kvno + 1;
-      const [current, ...previous] = cur.keys;
-      const demoted = current && graceMs > 0 ? [{ ...current, validUntil: now + graceMs }] : [];
-      const keys = [this.newKey(name, kvno, now), ...demoted, ...liveKeys([cur.keys[0]!, ...previous], now).slice(1)].slice(0, MAX_KEYS);
-      return { ...cur, kvno, keys };
+      const until = now + graceMs;
+      const previous =
+        graceMs === 0
+          ? []
+          : liveKeys(cur.keys, now).map((k, i) => ({ ...k, validUntil: i === 0 || k.validUntil === null ? until : Math.min(k.validUntil, until) }));
+      return { ...cur, kvno, keys: [this.newKey(name, kvno, now), ...previous].slice(0, MAX_KEYS) };
     });
   }
 
@@ -186,7 +191,7 @@ export class PrincipalAdmin {
   }
 
   /** Replaces groups and/or allowed nets (an empty list clears them). */
-  modify(name: string, opts: { groups?: readonly string[]; allowedNets?: readonly string[] }): Promise<PrincipalInfo> {
+  async modify(name: string, opts: { groups?: readonly string[]; allowedNets?: readonly string[] }): Promise<PrincipalInfo> {
     const groups = opts.groups && normalizeGroups(opts.groups);
     const allowedNets = opts.allowedNets && normalizeNets(opts.allowedNets);
     return this.update(name, (cur) => ({ ...cur, ...(groups ? { groups } : {}), ...(allowedNets ? { allowedNets } : {}) }));
