@@ -209,7 +209,9 @@ export class KdcTcpServer {
     for (const c of this.conns) c.socket.end();
     // Give peers a moment to read the last answers and close, then cut what is left.
     const ends = [...this.conns].map((c) => new Promise<void>((r) => (c.socket.destroyed ? r() : c.socket.once('close', () => r()))));
-    await Promise.race([Promise.all(ends), new Promise((r) => setTimeout(r, Math.max(100, Math.min(1000, deadline - Date.now()))))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(ends), new Promise((r) => (timer = setTimeout(r, Math.max(100, Math.min(1000, deadline - Date.now())))))]);
+    clearTimeout(timer);
     for (const c of this.conns) c.socket.destroy();
     await closed;
   }
