@@ -42,6 +42,8 @@ const PLANS: Plan[] = [
   { scenario: { ...base, name: 'ecn', ecn: true, wire: wire({ loss: 0.02, ceMark: 0.05 }), sizes: between(2_000, 100_000) }, seeds: 3, exercised: ['ceMarked', 'ceReceived'] },
   { scenario: { ...base, name: 'sack-heavy', wire: wire({ loss: 0.1, reorder: 0.05 }), sizes: between(20_000, 150_000) }, seeds: 5, exercised: ['sackBlocks', 'sackTrimmed', 'fastRetransmits', 'rtoFires'] },
   { scenario: { ...base, name: 'ipv6', version: 6 }, seeds: 4, exercised: ['retransmits'] },
+  { scenario: { ...base, name: 'bare-handshake', bareHandshake: true, sizes: between(20_000, 60_000) }, seeds: 2, exercised: [] },
+  { scenario: { ...base, name: 'bare-handshake-v6', version: 6, bareHandshake: true, sizes: between(20_000, 60_000) }, seeds: 1, exercised: [] },
   { scenario: { ...base, name: 'ipv6-isn-wrap', version: 6, isnNearWrap: true, sizes: between(8_000, 100_000) }, seeds: 2, exercised: ['seqWrapped'] },
   {
     scenario: { ...base, name: 'probes-short-segments', wire: wire({ loss: 0.02, reorder: 0.05 }), shortSegmentChance: 0.4, probeChance: 0.15, sizes: between(5_000, 60_000) },

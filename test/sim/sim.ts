@@ -20,7 +20,9 @@ import { plaintextRuns } from './leaks';
 import { TcpEndpoint } from './tcp-endpoint';
 import { CLEAN, EventQueue, type Impairment, Link, Rng } from './wire';
 
-export const MTU = 1500;
+const LINK_MTU = 1500;
+/** Without an MSS option a peer assumes 536 / 1220 bytes (RFC 9293), i.e. these IP packet sizes. */
+const DEFAULT_PATH_MTU = { 4: 576, 6: 1280 } as const;
 const START_MS = 1_750_000_000_000;
 /** A run that has not finished by then (virtual time) is a failure, not a hang. */
 const MAX_VIRTUAL_MS = 5 * 60_000;
@@ -60,6 +62,8 @@ export interface Scenario {
    * a RST, the server never hears of the connection, nothing else crosses.
    */
   expect?: 'refused';
+  /** Handshakes without any TCP option (the engines must add a clamped MSS option). */
+  bareHandshake?: boolean;
   /** This endpoint aborts with a RST halfway through its stream (an authenticated RST ends the flow at once). */
   abort?: 'client' | 'server';
   /** Keepalive probes carry a garbage byte (BSD style) instead of the acknowledged true one. */
@@ -135,6 +139,8 @@ class Sim {
   private readonly sent: Record<WireDirection, Set<string>> = { c2s: new Set(), s2c: new Set() };
   private readonly sentBySeq: Record<WireDirection, Map<string, IpTcpRepr[]>> = { c2s: new Map(), s2c: new Map() };
   private readonly clientPort: number;
+  /** The largest IP packet the endpoints' MSS allows: every packet must fit, full ones must reach it. */
+  private readonly mtu: number;
   private forged = { agent: 0, gateway: 0 };
   private forgedDone = false;
   private readonly figures: Record<string, number> = {};
@@ -174,7 +180,8 @@ class Sim {
     };
     this.toClient = new Link(this.queue, wireRng, CLEAN, (packet) => ({ kind: 'to-client', packet }));
     this.toServer = new Link(this.queue, wireRng, CLEAN, (packet) => ({ kind: 'to-server', packet }));
-    const mss = scenario.version === 4 ? 1460 : 1440;
+    const mss = scenario.bareHandshake ? null : scenario.version === 4 ? 1460 : 1440;
+    this.mtu = scenario.bareHandshake ? DEFAULT_PATH_MTU[scenario.version] : LINK_MTU;
     const window = this.rng.pick([8, 16, 32, 44]) * 1400;
     this.clientPort = 40_000 + this.rng.int(0, 20_000);
     const common = {
@@ -281,7 +288,7 @@ class Sim {
   /** An endpoint's packet meets its engine at once; what the engine puts on the wire is checked against it. */
   private endpointSends(dir: WireDirection, packet: Uint8Array): void {
     const now = this.queue.now;
-    if (packet.length > MTU) this.fail(`${dir} endpoint sent ${packet.length} bytes > MTU`);
+    if (packet.length > this.mtu) this.fail(`${dir} endpoint sent ${packet.length} bytes > MTU ${this.mtu}`);
     const parsed = parseIpTcp(packet);
     if (!parsed.ok) throw new Error(`endpoint emitted an unparsable packet: ${parsed.error.detail}`);
     const t = parsed.value.tcp;
@@ -319,7 +326,7 @@ class Sim {
 
   /** A packet an engine hands to its plaintext host: within the MTU; its ACK tells what the peer acknowledged. */
   private checkHostPacket(packet: Uint8Array, dir: WireDirection): void {
-    if (packet.length > MTU) this.fail(`engine handed a ${packet.length}-byte packet (> MTU) to the ${dir === 'c2s' ? 'server' : 'client'}`);
+    if (packet.length > this.mtu) this.fail(`engine handed a ${packet.length}-byte packet (> MTU ${this.mtu}) to the ${dir === 'c2s' ? 'server' : 'client'}`);
     const parsed = parseIpTcp(packet);
     if (!parsed.ok) {
       this.fail(`engine handed an unparsable packet to the host: ${parsed.error.detail}`);
@@ -366,7 +373,7 @@ class Sim {
 
   private checkWirePacket(packet: Uint8Array, dir: WireDirection): void {
     // Rule 4.
-    if (packet.length > MTU) this.fail(`rule 4: ${dir} wire packet of ${packet.length} bytes > MTU ${MTU}`);
+    if (packet.length > this.mtu) this.fail(`rule 4: ${dir} wire packet of ${packet.length} bytes > MTU ${this.mtu}`);
     const parsed = parseIpTcp(packet);
     if (!parsed.ok) {
       this.fail(`${dir} wire packet does not parse: ${parsed.error.detail}`);
@@ -403,7 +410,7 @@ class Sim {
     if (ours.length !== 1 || (ours[0] as TcpOption).data.length + 2 !== want) {
       this.fail(`rule 1: ${dir} wire segment ${describeTcp(t)} carries ${ours.map((o) => o.data.length + 2).join(',') || 'no'} option(s) of ours, wants one of length ${want}`);
     }
-    if (packet.length === MTU) this.fullSize[dir]++;
+    if (packet.length === this.mtu) this.fullSize[dir]++;
     // Rule 2: one ciphertext byte per (direction, stream position).
     if (t.payload.length > 0) {
       if (t.seq < this.isn[dir]) this.figures.seqWrapped = 1;
@@ -543,7 +550,7 @@ class Sim {
       if (agent.flowCount !== 0 || gateway.flowCount !== 0) this.fail(`rule 5: after the authenticated RST agent has ${agent.flowCount} flows, gateway ${gateway.flowCount}`);
     }
     // Rule 4: the endpoints learnt a clamped MSS and filled it.
-    const clamped = (this.scenario.version === 4 ? 1460 : 1440) - TAG_OPTION_LEN;
+    const clamped = (this.scenario.bareHandshake ? (this.scenario.version === 4 ? 536 : 1220) : this.scenario.version === 4 ? 1460 : 1440) - TAG_OPTION_LEN;
     if (this.client.learntMss !== clamped || this.server.learntMss !== clamped) {
       this.fail(`rule 4: MSS learnt client ${this.client.learntMss}, server ${this.server.learntMss}, want ${clamped}`);
     }

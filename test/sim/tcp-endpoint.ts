@@ -34,8 +34,12 @@ export interface EndpointConfig {
   isn: number;
   /** The whole stream this endpoint sends. */
   data: Uint8Array;
-  /** MSS advertised in our SYN / SYN-ACK (1460 for IPv4, 1440 for IPv6 on a 1500 MTU). */
-  mss: number;
+  /**
+   * MSS advertised in our SYN / SYN-ACK (1460 for IPv4, 1440 for IPv6 on a 1500 MTU); null for
+   * a bare handshake without any option (no MSS, SACK, timestamps or window scale), as minimal
+   * stacks send: the peer then assumes 536 / 1220 (RFC 9293 3.7.1).
+   */
+  mss: number | null;
   /** Client: send an ECN-setup SYN (SYN|ECE|CWR). Server: answer one with SYN|ACK|ECE. */
   ecn: boolean;
   /** Bytes in flight at most (a fixed congestion window). */
@@ -122,7 +126,7 @@ export class TcpEndpoint {
   private rtoAt: number | null = null;
   // Learnt from the peer's SYN / SYN-ACK.
   private peerIsn: number | null = null;
-  private peerMss = 536;
+  private peerMss: number;
   private sackOk = false;
   private tsOk = false;
   private tsRecent = 0;
@@ -142,6 +146,7 @@ export class TcpEndpoint {
 
   constructor(private readonly cfg: EndpointConfig) {
     this.state = cfg.role === 'client' ? 'closed' : 'listen';
+    this.peerMss = cfg.version === 4 ? 536 : 1220;
     this.finRel = cfg.data.length + 1;
     this.endRel = cfg.data.length + 2;
   }
@@ -322,6 +327,7 @@ export class TcpEndpoint {
     for (const o of options) {
       const mss = decodeMss(o);
       if (mss !== null) this.peerMss = mss;
+      if (this.cfg.mss === null) continue; // we offered nothing, so nothing is negotiated
       if (o.kind === TCP_OPTION.SACK_PERMITTED) this.sackOk = true;
       const ts = decodeTimestamps(o);
       if (ts !== null) {
@@ -503,7 +509,10 @@ export class TcpEndpoint {
   }
 
   private sendSyn(now: number): void {
-    const options = [mssOption(this.cfg.mss), sackPermittedOption(), timestampsOption(now >>> 0, this.cfg.role === 'server' ? this.tsRecent : 0), { kind: TCP_OPTION.NOP, data: new Uint8Array(0) }, windowScaleOption(WINDOW_SHIFT)];
+    const options =
+      this.cfg.mss === null
+        ? []
+        : [mssOption(this.cfg.mss), sackPermittedOption(), timestampsOption(now >>> 0, this.cfg.role === 'server' ? this.tsRecent : 0), NOP, windowScaleOption(WINDOW_SHIFT)];
     let flags = TCP_FLAGS.SYN;
     if (this.cfg.role === 'server') flags |= TCP_FLAGS.ACK | (this.ecnOk ? TCP_FLAGS.ECE : 0);
     else if (this.cfg.ecn) flags |= TCP_FLAGS.ECE | TCP_FLAGS.CWR;
