@@ -19,6 +19,24 @@ import { REQUEST_ID_LEN } from '../common/protocol/ticket';
 /** Largest KDC answer: an ISSUE_RESPONSE is at most 1932 bytes (docs/PROTOCOL.md section 9). */
 export const KDC_FRAME_MAX_LENGTH = 2048;
 
+const corked = new WeakSet<net.Socket>();
+
+/**
+ * Writes `bytes` to `socket`, coalescing every write made in this turn of the event loop into
+ * one writev: many small frames in flight cost one syscall, not one each. end() flushes.
+ */
+export function writeCoalesced(socket: net.Socket, bytes: Uint8Array): void {
+  if (!corked.has(socket)) {
+    corked.add(socket);
+    socket.cork();
+    setImmediate(() => {
+      corked.delete(socket);
+      socket.uncork();
+    });
+  }
+  socket.write(bytes);
+}
+
 export interface KdcClientOptions {
   /** 'host:port' or '[v6addr]:port', at least one. */
   endpoints: readonly string[];
@@ -124,7 +142,7 @@ class Connection {
     if (list !== undefined) list.push(w);
     else {
       this.waiters.set(id, [w]);
-      this.socket.write(frame);
+      writeCoalesced(this.socket, frame);
     }
   }
 

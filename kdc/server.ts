@@ -10,9 +10,10 @@
 // - Idle connections (no bytes either way, nothing in flight) close after idleTimeoutMs.
 // - More than maxConnections: new connections are closed at once (counted, logged).
 // - drain(): stop accepting, stop reading, answer what is in flight, close (SIGTERM).
+import { randomFillSync } from 'node:crypto';
 import * as net from 'node:net';
 import { FrameDecoder } from '../common/protocol/framing';
-import { KDC_FRAME_MAX_LENGTH } from './client';
+import { KDC_FRAME_MAX_LENGTH, writeCoalesced } from './client';
 import { getBackend } from '../common/crypto';
 import { type RandomSource, systemRandom } from '../common/crypto/random';
 import { type HostPort, type KdcConfig, formatHostPort } from './config';
@@ -173,7 +174,7 @@ export class KdcTcpServer {
       this.metrics.connectionsRefused.inc({ reason: 'malformed' });
       c.closing = true;
     }
-    if (a.answer !== null) c.socket.write(a.answer);
+    if (a.answer !== null) writeCoalesced(c.socket, a.answer);
     if (c.closing && c.pending === 0) c.socket.end();
     else this.maybeResume(c);
   }
@@ -267,6 +268,27 @@ export function jsonLog(out: NodeJS.WritableStream = process.stdout, minLevel: '
 const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /**
+ * The system CSPRNG through a pool refilled a few KiB at a time: one call into the kernel
+ * serves ~70 issues instead of three calls per issue. Each byte is handed out once and zeroed
+ * in the pool as it is.
+ */
+export function pooledRandom(poolBytes = 4096): RandomSource {
+  const pool = new Uint8Array(poolBytes);
+  let pos = poolBytes;
+  return (n) => {
+    if (n > poolBytes) return systemRandom(n);
+    if (pos + n > poolBytes) {
+      randomFillSync(pool);
+      pos = 0;
+    }
+    const out = pool.slice(pos, pos + n);
+    pool.fill(0, pos, pos + n);
+    pos += n;
+    return out;
+  };
+}
+
+/**
  * Opens the store, loads the master key ring and checks it against the store's meta record,
  * then serves. A store that cannot be reached at start is not fatal (the instance reports
  * unready and checks the master key once the store answers); a store that answers with no meta
@@ -320,7 +342,7 @@ export async function startKdc(config: KdcConfig, opts: StartKdcOptions = {}): P
         policy: (now) => policy.policy(now),
       },
       backend,
-      random: opts.random ?? systemRandom,
+      random: opts.random ?? pooledRandom(),
       metrics,
       log,
       ticketLifetimeMs: config.ticketLifetimeMs,
