@@ -125,6 +125,74 @@ d('KdcClient against two KDC instances on one Redis', () => {
   });
 });
 
+/** Starts `ciphergate kdc` from dist/ on a fresh port with the lab's store; resolves once ready. */
+async function kdcProcess(lab: Lab): Promise<{ proc: ChildProcess; endpoint: string }> {
+  const port = await freePort();
+  const httpPort = await freePort();
+  const cfg = JSON.parse(fs.readFileSync(lab.configPath, 'utf8')) as Record<string, unknown>;
+  const file = path.join(lab.dir, `kdc-${port}.json`);
+  fs.writeFileSync(file, JSON.stringify({ ...cfg, listen: { kdc: `127.0.0.1:${port}`, metrics: `127.0.0.1:${httpPort}` } }));
+  const proc = spawn(process.execPath, [CLI, 'kdc', '--config', file, '--log-level', 'warn'], { cwd: ROOT, stdio: 'ignore' });
+  await within(`kdc process on ${port} ready`, 15_000, async () => {
+    if (proc.exitCode !== null) throw new Error(`kdc process exited ${proc.exitCode}`);
+    return fetch(`http://127.0.0.1:${httpPort}/readyz`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
+  });
+  return { proc, endpoint: `127.0.0.1:${port}` };
+}
+
+async function kill(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGKILL');
+  await exited;
+}
+
+const dr = hasRedis && distReady ? describe : describe.skip;
+
+dr('KdcClient failover between two KDC processes (dist/) when one is SIGKILLed', () => {
+  let redis: RedisStandalone;
+  let lab: Lab;
+  const procs: ChildProcess[] = [];
+  beforeAll(async () => {
+    redis = await startRedisStandalone();
+    lab = await makeLab({ kind: 'redis', redis });
+  });
+  afterAll(async () => {
+    await Promise.all(procs.map(kill));
+    await lab?.cleanup();
+    await redis?.stop();
+  });
+
+  test('no request fails while one process dies; with both dead the error names both', async () => {
+    const gw1 = await lab.key('gw1');
+    const one = await kdcProcess(lab);
+    const two = await kdcProcess(lab);
+    procs.push(one.proc, two.proc);
+    const client = new KdcClient({ endpoints: [one.endpoint, two.endpoint], timeoutMs: 2000, retries: 2 });
+    try {
+      const burst = (n: number) => Promise.all(Array.from({ length: n }, () => client.request(request(gw1, 'alice')).then((a) => code(decodeAnswer(a)))));
+      expect(await burst(40)).toEqual(Array(40).fill('ok'));
+      const during = burst(100);
+      await kill(one.proc);
+      expect(await during).toEqual(Array(100).fill('ok'));
+      expect(await burst(40)).toEqual(Array(40).fill('ok'));
+      await kill(two.proc);
+      const e = await client.request(request(gw1, 'alice')).then(
+        () => null,
+        (x: unknown) => x as Error,
+      );
+      expect(e).toBeInstanceOf(KdcUnreachableError);
+      expect(e?.message).toMatch(new RegExp(`${one.endpoint} connection refused`));
+      expect(e?.message).toMatch(new RegExp(`${two.endpoint} (connection refused|connection closed)`));
+    } finally {
+      client.close();
+    }
+  });
+});
+
 /** Runs the CLI; resolves with exit code and output. */
 function cli(args: string[], timeoutMs = 20_000): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

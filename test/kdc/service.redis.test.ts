@@ -94,6 +94,22 @@ d('KDC service with Redis: outages and two instances', () => {
     await kdc.close();
   });
 
+  test('a stored key that does not unseal (tampered) is internal, not a store outage', async () => {
+    const kdc = await lab.start();
+    const ep = endpointOf(kdc);
+    expect(code(await ask(ep, request(gw1, 'dave')))).toBe('ok');
+    const prefix = (lab.config.store as { keyPrefix: string }).keyPrefix;
+    const json = JSON.parse(await redisCli(redis.port, 'HGET', `{${prefix}}:principals`, 'dave')) as { keys: { sealed: string }[] };
+    const s = json.keys[0]!.sealed;
+    json.keys[0]!.sealed = (s[0] === '0' ? '1' : '0') + s.slice(1);
+    await redisCli(redis.port, 'HSET', `{${prefix}}:principals`, 'dave', JSON.stringify(json));
+    await redisCli(redis.port, 'INCR', `{${prefix}}:version`);
+    await within('tampered key refused as internal', 3000, async () => code(await ask(ep, request(gw1, 'dave'))) === 'internal');
+    expect((await httpGet(kdc, '/readyz')).status).toBe(200);
+    expect(code(await ask(ep, request(gw1, 'alice')))).toBe('ok');
+    await kdc.close();
+  });
+
   test('disable, enable and rotate take effect on both of two KDC instances within the staleness bound', async () => {
     const a = await lab.start();
     const b = await lab.start();
