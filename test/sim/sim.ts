@@ -62,6 +62,8 @@ export interface Scenario {
    * a RST, the server never hears of the connection, nothing else crosses.
    */
   expect?: 'refused';
+  /** The wire loses every FIN-carrying segment in `dir` for `ms` after the first (an outage at close). */
+  finOutage?: { dir: WireDirection; ms: number };
   /** Handshakes without any TCP option (the engines must add a clamped MSS option). */
   bareHandshake?: boolean;
   /** This endpoint aborts with a RST halfway through its stream (an authenticated RST ends the flow at once). */
@@ -139,6 +141,7 @@ class Sim {
   private readonly sent: Record<WireDirection, Set<string>> = { c2s: new Set(), s2c: new Set() };
   private readonly sentBySeq: Record<WireDirection, Map<string, IpTcpRepr[]>> = { c2s: new Map(), s2c: new Map() };
   private readonly clientPort: number;
+  private firstFinAt: number | undefined;
   /** The largest IP packet the endpoints' MSS allows: every packet must fit, full ones must reach it. */
   private readonly mtu: number;
   private forged = { agent: 0, gateway: 0 };
@@ -368,6 +371,14 @@ class Sim {
   private onWire(emitted: Uint8Array, dir: WireDirection): void {
     const packet = this.scenario.tamperWire?.(emitted, dir, this.source?.packet ?? null) ?? emitted;
     this.checkWirePacket(packet, dir);
+    const outage = this.scenario.finOutage;
+    if (outage !== undefined && outage.dir === dir) {
+      const parsed = parseIpTcp(packet);
+      if (parsed.ok && parsed.value.tcp.flags & TCP_FLAGS.FIN) {
+        this.firstFinAt ??= this.queue.now;
+        if (this.queue.now < this.firstFinAt + outage.ms) return;
+      }
+    }
     this.links[dir].send(packet);
   }
 
