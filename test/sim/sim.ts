@@ -132,7 +132,7 @@ class Sim {
   /** Highest ACK (rel to the protected direction's ISN) each engine has passed to its host. */
   private readonly ackKnown: Record<WireDirection, number> = { c2s: 0, s2c: 0 };
   /** Last seq/ack seen on the wire per direction (for forging in-window segments). */
-  private readonly lastOnWire: Partial<Record<WireDirection, { seq: number; ack: number }>> = {};
+  private readonly lastOnWire: Partial<Record<WireDirection, { seq: number; ack: number; packet: Uint8Array }>> = {};
   private readonly ciphers = new Set<FlowCipher>();
   /** Wire packets of exactly the MTU: the endpoints filled the clamped MSS. */
   private readonly fullSize: Record<WireDirection, number> = { c2s: 0, s2c: 0 };
@@ -391,7 +391,7 @@ class Sim {
       return;
     }
     const t = parsed.value.tcp;
-    this.lastOnWire[dir] = { seq: t.seq, ack: t.ack };
+    this.lastOnWire[dir] = { seq: t.seq, ack: t.ack, packet };
     if (this.scenario.forge === 'before-keying' && !this.forgedDone && t.flags & TCP_FLAGS.SYN) {
       this.forgedDone = true;
       this.inject('s2c', this.forgedSegment('s2c', this.rng.u32(), (this.isn.c2s + 1 + 0x8000_0000) >>> 0, TCP_FLAGS.RST | TCP_FLAGS.ACK, false));
@@ -448,16 +448,29 @@ class Sim {
 
   // ---- forged segments -------------------------------------------------------------------
 
-  /** RST and FIN, each without a tag and with a random one, toward the gateway and toward the agent. */
+  /**
+   * Toward the gateway and toward the agent: RST, RST|ACK, FIN|ACK and a data segment, each
+   * without a tag and with a random one; and the last genuine wire segment replayed with one
+   * payload (or window) byte changed. None may be accepted.
+   */
   private forgeMidTransfer(): void {
     this.forgedDone = true;
     for (const dir of ['c2s', 's2c'] as const) {
       const last = this.lastOnWire[dir];
       if (last === undefined) continue;
-      for (const flags of [TCP_FLAGS.RST | TCP_FLAGS.ACK, TCP_FLAGS.FIN | TCP_FLAGS.ACK, TCP_FLAGS.RST]) {
+      for (const flags of [TCP_FLAGS.RST | TCP_FLAGS.ACK, TCP_FLAGS.FIN | TCP_FLAGS.ACK, TCP_FLAGS.RST, TCP_FLAGS.ACK | TCP_FLAGS.PSH]) {
+        const payload = flags & TCP_FLAGS.PSH ? this.rng.bytes(200) : new Uint8Array(0);
         for (const tagged of [false, true]) {
-          this.inject(dir, this.forgedSegment(dir, last.seq, last.ack, flags, tagged));
+          this.inject(dir, this.forgedSegment(dir, last.seq, last.ack, flags, tagged, payload));
         }
+      }
+      const replay = parseIpTcp(last.packet);
+      if (replay.ok) {
+        const { ip, tcp } = replay.value;
+        const payload = tcp.payload.slice();
+        if (payload.length > 0) payload[0] = (payload[0] as number) ^ 0x80;
+        const out = emitIpTcp({ ip, tcp: { ...tcp, payload, window: payload.length > 0 ? tcp.window : tcp.window ^ 1 } });
+        if (out.ok) this.inject(dir, out.value);
       }
     }
     this.figures.forged = this.forged.agent + this.forged.gateway;
@@ -475,7 +488,7 @@ class Sim {
     this.queue.after(0, { kind: 'inject', dir, packet });
   }
 
-  private forgedSegment(dir: WireDirection, seq: number, ack: number, flags: number, tagged: boolean): Uint8Array {
+  private forgedSegment(dir: WireDirection, seq: number, ack: number, flags: number, tagged: boolean, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
     const addrs = ADDRS[this.scenario.version];
     const clientPort = this.clientPort;
     const fromClient = dir === 'c2s';
@@ -489,7 +502,7 @@ class Sim {
     }
     const out = emitIpTcp({
       ip: { version: this.scenario.version, src: fromClient ? addrs.client : addrs.server, dst: fromClient ? addrs.server : addrs.client, ttl: 64, tos: 0, id: 0, dontFragment: true, flowLabel: 0 },
-      tcp: { srcPort: fromClient ? clientPort : 443, dstPort: fromClient ? 443 : clientPort, seq, ack, flags, window: 0xffff, urgent: 0, options, payload: new Uint8Array(0) },
+      tcp: { srcPort: fromClient ? clientPort : 443, dstPort: fromClient ? 443 : clientPort, seq, ack, flags, window: 0xffff, urgent: 0, options, payload },
     });
     if (!out.ok) throw new Error(out.error.detail);
     return out.value;
