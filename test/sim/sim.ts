@@ -64,6 +64,11 @@ export interface Scenario {
   expect?: 'refused';
   /** The wire loses every FIN-carrying segment in `dir` for `ms` after the first (an outage at close). */
   finOutage?: { dir: WireDirection; ms: number };
+  /**
+   * Connections one after another on the same 4-tuple (default 1): each next one starts shortly
+   * after the previous one finished, while its flow still lingers in both engines.
+   */
+  connections?: number;
   /** Handshakes without any TCP option (the engines must add a clamped MSS option). */
   bareHandshake?: boolean;
   /** This endpoint aborts with a RST halfway through its stream (an authenticated RST ends the flow at once). */
@@ -109,16 +114,44 @@ const ADDRS = {
   },
 } as const;
 
-/** Runs one connection for (scenario, seed) to completion and reports every rule it saw broken. */
+/** Runs the connection(s) for (scenario, seed) to completion and reports every rule they saw broken. */
 export function runSim(scenario: Scenario, seed: number): SimReport {
-  return new Sim(scenario, seed).run();
+  const first = new Sim(scenario, seed, undefined);
+  const count = scenario.connections ?? 1;
+  const report: SimReport = { violations: [], figures: {} };
+  let sim = first;
+  for (let i = 0; ; i++) {
+    const last = i === count - 1;
+    const one = sim.run(last);
+    report.violations.push(...one.violations.map((v) => (count > 1 ? `connection ${i + 1}: ${v}` : v)));
+    for (const [k, v] of Object.entries(one.figures)) report.figures[k] = (report.figures[k] ?? 0) + v;
+    if (last || one.violations.length > 0) return report;
+    sim = new Sim(scenario, seed, { world: first.world, index: i + 1 });
+  }
 }
+
+/** What consecutive connections of one run share: the clock, the engines, the 4-tuple. */
+interface World {
+  queue: EventQueue<Event>;
+  path: Path;
+  /** The connection the engines' output goes to. */
+  current: Sim;
+  clientPort: number;
+  /** Every flow cipher seen, for the rule 5 check at the very end. */
+  ciphers: Set<FlowCipher>;
+}
+
+/** The next connection reuses the 4-tuple this long after the previous one finished (ms), within the linger. */
+const REUSE_GAP_MS = 200;
 
 class Sim {
   private readonly violations: string[] = [];
   private readonly rng: Rng;
-  private readonly queue = new EventQueue<Event>(START_MS);
+  private readonly queue: EventQueue<Event>;
   private readonly pipeline: Path;
+  readonly world: World;
+  /** 0 for the first connection of the run. */
+  private readonly index: number;
   private readonly client: TcpEndpoint;
   private readonly server: TcpEndpoint;
   private readonly links: Record<WireDirection, Link<Event>>;
@@ -151,8 +184,13 @@ class Sim {
   constructor(
     private readonly scenario: Scenario,
     seed: number,
+    /** For a later connection of the run: the world of the first, and its number. */
+    shared: { world: World; index: number } | undefined,
   ) {
-    this.rng = new Rng(`sim:${scenario.name}:${seed}`);
+    this.index = shared?.index ?? 0;
+    // Names of this connection's random streams (the first connection's are the plain seed's).
+    const tag = shared === undefined ? `${scenario.name}:${seed}` : `${scenario.name}:${seed}:${shared.index}`;
+    this.rng = new Rng(`sim:${tag}`);
     const [c2sSize, s2cSize] = scenario.sizes(this.rng);
     this.streams = { c2s: this.rng.bytes(c2sSize), s2c: this.rng.bytes(s2cSize) };
     const isnFor = (): number => (scenario.isnNearWrap ? 0x1_0000_0000 - this.rng.int(1, 6000) : this.rng.u32());
@@ -161,22 +199,29 @@ class Sim {
     const addrs = ADDRS[scenario.version];
     const protect = parseEndpoint(addrs.protect);
     if (typeof protect === 'string') throw new Error(protect);
-    const trio = createTrio({ backend: nodeBackend, random: this.rng.bytes.bind(this.rng), protect: [protect] });
-    const sinks: PipelineSinks = {
-      client: (p) => this.fromAgentToClient(p),
-      server: (p) => this.fromGatewayToServer(p),
-      wire: (p, dir) => this.onWire(p, dir),
-    };
-    const hop = scenario.keyingHopMs;
-    if (hop === undefined) this.pipeline = new Pipeline(trio.agent, trio.gateway, trio.kdc, sinks);
-    else {
-      const hopRng = new Rng(`keying:${scenario.name}:${seed}`);
-      this.pipeline = new AsyncPath(trio.agent, trio.gateway, trio.kdc, sinks, {
-        later: (delay, run) => this.queue.after(delay, { kind: 'call', run }),
-        hopDelay: () => hopRng.int(hop[0], hop[1]),
-      });
+    if (shared === undefined) {
+      this.queue = new EventQueue<Event>(START_MS);
+      const trio = createTrio({ backend: nodeBackend, random: this.rng.bytes.bind(this.rng), protect: [protect] });
+      // The engines' output goes to whichever connection is current.
+      const sinks: PipelineSinks = {
+        client: (p) => this.world.current.fromAgentToClient(p),
+        server: (p) => this.world.current.fromGatewayToServer(p),
+        wire: (p, dir) => this.world.current.onWire(p, dir),
+      };
+      const hop = scenario.keyingHopMs;
+      if (hop === undefined) this.pipeline = new Pipeline(trio.agent, trio.gateway, trio.kdc, sinks);
+      else {
+        const hopRng = new Rng(`keying:${scenario.name}:${seed}`);
+        this.pipeline = new AsyncPath(trio.agent, trio.gateway, trio.kdc, sinks, {
+          later: (delay, run) => this.queue.after(delay, { kind: 'call', run }),
+          hopDelay: () => hopRng.int(hop[0], hop[1]),
+        });
+      }
+    } else {
+      this.queue = shared.world.queue;
+      this.pipeline = shared.world.path;
     }
-    const wireRng = new Rng(`wire:${scenario.name}:${seed}`);
+    const wireRng = new Rng(`wire:${tag}`);
     this.links = {
       c2s: new Link(this.queue, wireRng, scenario.wire, (packet) => ({ kind: 'wire', dir: 'c2s', packet })),
       s2c: new Link(this.queue, wireRng, scenario.wire, (packet) => ({ kind: 'wire', dir: 's2c', packet })),
@@ -187,6 +232,11 @@ class Sim {
     this.mtu = scenario.bareHandshake ? DEFAULT_PATH_MTU[scenario.version] : LINK_MTU;
     const window = this.rng.pick([8, 16, 32, 44]) * 1400;
     this.clientPort = 40_000 + this.rng.int(0, 20_000);
+    if (shared !== undefined) {
+      this.clientPort = shared.world.clientPort;
+      this.world = shared.world;
+      this.world.current = this;
+    } else this.world = { queue: this.queue, path: this.pipeline, current: this, clientPort: this.clientPort, ciphers: new Set() };
     const common = {
       version: scenario.version,
       mss,
@@ -208,7 +258,7 @@ class Sim {
       isn: this.isn.c2s,
       data: this.streams.c2s,
       abortAt: abortAt('c2s'),
-      rng: new Rng(`client:${scenario.name}:${seed}`),
+      rng: new Rng(`client:${tag}`),
       send: (p) => this.endpointSends('c2s', p),
     });
     this.server = new TcpEndpoint({
@@ -221,7 +271,7 @@ class Sim {
       isn: this.isn.s2c,
       data: this.streams.s2c,
       abortAt: abortAt('s2c'),
-      rng: new Rng(`server:${scenario.name}:${seed}`),
+      rng: new Rng(`server:${tag}`),
       send: (p) => this.endpointSends('s2c', p),
     });
     Object.assign(this.figures, { c2sBytes: c2sSize, s2cBytes: s2cSize, window });
@@ -234,7 +284,10 @@ class Sim {
     if (this.finishing || this.violations.length < 20) this.violations.push(`[t=${this.queue.now - START_MS}ms] ${what}`);
   }
 
-  run(): SimReport {
+  /** Runs this connection until nothing is left to happen; `last`: also the engines' end checks. */
+  run(last: boolean): SimReport {
+    if (this.world.current !== this) throw new Error('run: not the current connection');
+    if (this.index > 0) this.queue.now += REUSE_GAP_MS;
     this.client.connect(this.queue.now);
     let events = 0;
     for (;;) {
@@ -252,10 +305,13 @@ class Sim {
         this.server.onTimer(t);
       }
       this.pipeline.tick(this.queue.now);
-      for (const c of [...this.pipeline.agent.debugCiphers(), ...this.pipeline.gateway.debugCiphers()]) this.ciphers.add(c);
+      for (const c of [...this.pipeline.agent.debugCiphers(), ...this.pipeline.gateway.debugCiphers()]) {
+        this.ciphers.add(c);
+        this.world.ciphers.add(c);
+      }
       if (this.violations.length >= 20) break;
     }
-    this.finish();
+    this.finish(last);
     return { violations: this.violations, figures: this.figures };
   }
 
@@ -510,7 +566,7 @@ class Sim {
 
   // ---- the end ---------------------------------------------------------------------------
 
-  private finish(): void {
+  private finish(last: boolean): void {
     this.finishing = true;
     const { agent, gateway } = this.pipeline;
     if (this.scenario.expect === 'refused') this.checkRefused();
@@ -523,12 +579,16 @@ class Sim {
     if (authFailed.agent !== this.forged.agent || authFailed.gateway !== this.forged.gateway) {
       this.fail(`auth failures agent ${authFailed.agent} / gateway ${authFailed.gateway}, want ${this.forged.agent} / ${this.forged.gateway} (the forged segments)`);
     }
-    // Rule 5: after the linger, no flows and every key zeroed.
-    const end = this.queue.now + DEFAULT_TIMERS.lingerMs + 1;
-    this.pipeline.tick(end);
-    if (agent.flowCount !== 0 || gateway.flowCount !== 0) this.fail(`rule 5: after linger agent has ${agent.flowCount} flows, gateway ${gateway.flowCount}`);
-    const live = [...this.ciphers].filter((c) => !c.keysAreZero()).length;
-    if (live > 0) this.fail(`rule 5: ${live} flow ciphers still hold key bytes after discard`);
+    // Rule 5: after the linger, no flows and every key zeroed (once the last connection is done;
+    // before that the next one reuses the 4-tuple while this one lingers).
+    if (last) {
+      const end = this.queue.now + DEFAULT_TIMERS.lingerMs + 1;
+      this.pipeline.tick(end);
+      if (agent.flowCount !== 0 || gateway.flowCount !== 0) this.fail(`rule 5: after linger agent has ${agent.flowCount} flows, gateway ${gateway.flowCount}`);
+      const live = [...this.world.ciphers].filter((c) => !c.keysAreZero()).length;
+      if (live > 0) this.fail(`rule 5: ${live} flow ciphers still hold key bytes after discard`);
+      this.figures.reusedTuple = agent.counters.get('discarded:reused-tuple') + gateway.counters.get('discarded:reused-tuple');
+    }
     const link = this.links;
     Object.assign(this.figures, {
       virtualMs: this.queue.now - START_MS,
