@@ -1,4 +1,4 @@
-// One simulated connection through the whole path (DESIGN section 7):
+// Simulated connections through the whole path (DESIGN section 7):
 //
 //   client endpoint -> agent -> impaired wire -> gateway -> server endpoint   (and back)
 //
@@ -42,16 +42,13 @@ export interface Scenario {
   probeChance: number;
   /**
    * Forged segments (right 4-tuple, in-window seq, no valid tag) the wire injects toward both
-   * engines: 'mid-transfer' RST and FIN once data flows; 'before-synack' a RST toward the agent
+   * engines: 'mid-transfer' RST, FIN, data and tampered replays once data flows (see
+   * forgeMidTransfer); 'before-synack' a RST toward the agent
    * after keying, before the server's SYN-ACK arrives; 'before-keying' a RST toward the agent
    * whose ACK does not acknowledge the SYN (the client's TCP would ignore it), while the SYN is
    * still on its way to the gateway.
    */
   forge?: 'mid-transfer' | 'before-synack' | 'before-keying';
-  /**
-   * For testing the checks themselves: replaces what an engine puts on the wire (`source` is the
-   * endpoint's packet it came from), as a broken engine would.
-   */
   /**
    * Key delivery and KDC answers take [min, max] ms per hop (five hops per keying) instead of
    * happening at once: the client resends its SYN while the gateway holds the first.
@@ -75,6 +72,10 @@ export interface Scenario {
   abort?: 'client' | 'server';
   /** Keepalive probes carry a garbage byte (BSD style) instead of the acknowledged true one. */
   garbageProbes?: boolean;
+  /**
+   * For testing the checks themselves: replaces what an engine puts on the wire (`source` is the
+   * endpoint's packet it came from), as a broken engine would.
+   */
   tamperWire?(packet: Uint8Array, dir: WireDirection, source: Uint8Array | null): Uint8Array;
 }
 
@@ -379,7 +380,7 @@ class Sim {
     if (this.scenario.forge === 'before-synack' && !this.forgedDone) {
       const parsed = parseIpTcp(packet);
       // The released SYN: the agent is keyed, the server has not answered yet.
-      if (parsed.ok && parsed.value.tcp.flags & TCP_FLAGS.SYN) this.forgeBeforeSynAck(packet);
+      if (parsed.ok && parsed.value.tcp.flags & TCP_FLAGS.SYN) this.forgeBeforeSynAck();
     }
   }
 
@@ -533,7 +534,7 @@ class Sim {
   }
 
   /** A forged RST toward the agent, arriving before the server's SYN-ACK. */
-  private forgeBeforeSynAck(_syn: Uint8Array): void {
+  private forgeBeforeSynAck(): void {
     this.forgedDone = true;
     this.inject('s2c', this.forgedSegment('s2c', this.rng.u32(), (this.isn.c2s + 1) >>> 0, TCP_FLAGS.RST | TCP_FLAGS.ACK, false));
   }
