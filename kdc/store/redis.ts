@@ -172,6 +172,7 @@ export class RedisKdcStore implements KdcStore {
   private readonly waiters = new Set<{ resolve: () => void; reject: (e: Error) => void }>();
   private lastError = '';
   private closed = false;
+  private revive: NodeJS.Timeout | null = null;
 
   constructor(opts: RedisStoreOptions) {
     this.description = describeRedis(opts);
@@ -261,6 +262,16 @@ export class RedisKdcStore implements KdcStore {
       this.lastError = '';
       for (const w of this.waiters) w.resolve();
       this.waiters.clear();
+    });
+    // ioredis can give up for good ('end'): e.g. a +switch-master seen by the failover detector
+    // of the dead connection aborts the reconnect in progress. Only close() may end the store.
+    client.on('end', () => {
+      if (this.closed || this.revive) return;
+      this.revive = setTimeout(() => {
+        this.revive = null;
+        if (!this.closed && client.status === 'end') client.connect().catch(() => undefined);
+      }, 100);
+      this.revive.unref();
     });
     this.client = client as Client;
   }
@@ -459,6 +470,7 @@ export class RedisKdcStore implements KdcStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.revive) clearTimeout(this.revive);
     for (const w of this.waiters) w.reject(this.unavailable('wait', 'store is closed'));
     this.waiters.clear();
     if (this.client.status === 'ready') {
