@@ -56,9 +56,10 @@ export interface Scenario {
   keyingHopMs?: [number, number];
   /**
    * 'refused': keying cannot finish in time, so the gateway must refuse (rule 7): the client gets
-   * a RST, the server never hears of the connection, nothing else crosses.
+   * a RST, the server never hears of the connection, nothing else crosses. 'plaintext': the
+   * server port is not protected, so every packet must pass both engines byte for byte (rule 7).
    */
-  expect?: 'refused';
+  expect?: 'refused' | 'plaintext';
   /** The wire loses every FIN-carrying segment in `dir` for `ms` after the first (an outage at close). */
   finOutage?: { dir: WireDirection; ms: number };
   /**
@@ -175,6 +176,8 @@ class Sim {
   private readonly sent: Record<WireDirection, Set<string>> = { c2s: new Set(), s2c: new Set() };
   private readonly sentBySeq: Record<WireDirection, Map<string, IpTcpRepr[]>> = { c2s: new Map(), s2c: new Map() };
   private readonly clientPort: number;
+  /** 443 is protected on both engines; 8443 is not (a plaintext flow, which must pass unchanged). */
+  private readonly serverPort: number;
   private firstFinAt: number | undefined;
   /** The largest IP packet the endpoints' MSS allows: every packet must fit, full ones must reach it. */
   private readonly mtu: number;
@@ -229,6 +232,7 @@ class Sim {
     };
     this.toClient = new Link(this.queue, wireRng, CLEAN, (packet) => ({ kind: 'to-client', packet }));
     this.toServer = new Link(this.queue, wireRng, CLEAN, (packet) => ({ kind: 'to-server', packet }));
+    this.serverPort = scenario.expect === 'plaintext' ? 8443 : 443;
     const mss = scenario.bareHandshake ? null : scenario.version === 4 ? 1460 : 1440;
     this.mtu = scenario.bareHandshake ? DEFAULT_PATH_MTU[scenario.version] : LINK_MTU;
     const window = this.rng.pick([8, 16, 32, 44]) * 1400;
@@ -255,7 +259,7 @@ class Sim {
       localAddr: addrs.client,
       localPort: this.clientPort,
       remoteAddr: addrs.server,
-      remotePort: 443,
+      remotePort: this.serverPort,
       isn: this.isn.c2s,
       data: this.streams.c2s,
       abortAt: abortAt('c2s'),
@@ -266,7 +270,7 @@ class Sim {
       ...common,
       role: 'server',
       localAddr: addrs.server,
-      localPort: 443,
+      localPort: this.serverPort,
       remoteAddr: addrs.client,
       remotePort: this.clientPort,
       isn: this.isn.s2c,
@@ -440,6 +444,13 @@ class Sim {
   }
 
   private checkWirePacket(packet: Uint8Array, dir: WireDirection): void {
+    if (packet.length === this.mtu) this.fullSize[dir]++;
+    if (this.scenario.expect === 'plaintext') {
+      const src = this.source;
+      if (src === null || src.used || Buffer.compare(packet, src.packet) !== 0) this.fail(`rule 7: a ${dir} packet of an unprotected flow did not pass unchanged`);
+      if (src !== null) src.used = true;
+      return;
+    }
     // Rule 4.
     if (packet.length > this.mtu) this.fail(`rule 4: ${dir} wire packet of ${packet.length} bytes > MTU ${this.mtu}`);
     const parsed = parseIpTcp(packet);
@@ -478,7 +489,6 @@ class Sim {
     if (ours.length !== 1 || (ours[0] as TcpOption).data.length + 2 !== want) {
       this.fail(`rule 1: ${dir} wire segment ${describeTcp(t)} carries ${ours.map((o) => o.data.length + 2).join(',') || 'no'} option(s) of ours, wants one of length ${want}`);
     }
-    if (packet.length === this.mtu) this.fullSize[dir]++;
     // Rule 2: one ciphertext byte per (direction, stream position).
     if (t.payload.length > 0) {
       if (t.seq < this.isn[dir]) this.figures.seqWrapped = 1;
@@ -559,7 +569,7 @@ class Sim {
     }
     const out = emitIpTcp({
       ip: { version: this.scenario.version, src: fromClient ? addrs.client : addrs.server, dst: fromClient ? addrs.server : addrs.client, ttl: 64, tos: 0, id: 0, dontFragment: true, flowLabel: 0 },
-      tcp: { srcPort: fromClient ? clientPort : 443, dstPort: fromClient ? 443 : clientPort, seq, ack, flags, window: 0xffff, urgent: 0, options, payload },
+      tcp: { srcPort: fromClient ? clientPort : this.serverPort, dstPort: fromClient ? this.serverPort : clientPort, seq, ack, flags, window: 0xffff, urgent: 0, options, payload },
     });
     if (!out.ok) throw new Error(out.error.detail);
     return out.value;
@@ -635,14 +645,18 @@ class Sim {
       if (agent.flowCount !== 0 || gateway.flowCount !== 0) this.fail(`rule 5: after the authenticated RST agent has ${agent.flowCount} flows, gateway ${gateway.flowCount}`);
     }
     // Rule 4: the endpoints learnt a clamped MSS and filled it.
-    const clamped = (this.scenario.bareHandshake ? (this.scenario.version === 4 ? 536 : 1220) : this.scenario.version === 4 ? 1460 : 1440) - TAG_OPTION_LEN;
+    const offered = this.scenario.bareHandshake ? (this.scenario.version === 4 ? 536 : 1220) : this.scenario.version === 4 ? 1460 : 1440;
+    const clamped = this.scenario.expect === 'plaintext' ? offered : offered - TAG_OPTION_LEN;
     if (this.client.learntMss !== clamped || this.server.learntMss !== clamped) {
       this.fail(`rule 4: MSS learnt client ${this.client.learntMss}, server ${this.server.learntMss}, want ${clamped}`);
     }
     for (const dir of ['c2s', 's2c'] as const) {
       if (this.streams[dir].length >= 20_000 && this.fullSize[dir] === 0) this.fail(`rule 4: no ${dir} wire packet reached the MTU: the endpoint did not fill the clamped MSS`);
     }
-    if (this.ciphers.size < 2) this.fail(`rule 5: saw ${this.ciphers.size} flow ciphers, want one per engine`);
+    if (this.scenario.expect === 'plaintext') {
+      // Rule 7 / rule 8: a flow that asked for nothing is not tracked, keyed or clamped.
+      if (this.ciphers.size !== 0 || agent.counters.get('syn-marked') !== 0) this.fail(`rule 7: the unprotected flow was keyed or marked`);
+    } else if (this.ciphers.size < 2) this.fail(`rule 5: saw ${this.ciphers.size} flow ciphers, want one per engine`);
   }
 
   /** Rule 7: keying failed, so the client got a RST, the server nothing, and no data crossed. */
