@@ -1,10 +1,11 @@
 // A small, honest TCP endpoint for the simulation (not a full TCP): three-way handshake with
 // MSS, SACK-permitted, timestamps and window scale (and ECN on request), a byte stream sent in
 // segments that fit the peer's MSS, cumulative ACKs with SACK blocks, retransmission on RTO
-// (go-back from SND.UNA) and on three duplicate ACKs (SACK-guided), FIN both ways.
+// (go-back from SND.UNA) and on three duplicate ACKs (SACK-guided), FIN both ways; optionally
+// keepalive-style probes, an abort by RST, ECN (CE echoed as ECE until CWR).
 //
 // "Honest" is what the engines may rely on: at a given sequence number it only ever sends the
-// true stream byte. Retransmissions are re-segmented freely (random sizes and boundaries), as
+// true stream byte (the one opt-in exception: garbage-byte keepalive probes, as BSD sends). Retransmissions are re-segmented freely (random sizes and boundaries), as
 // real stacks do after a path change or when coalescing. Positions are kept as offsets from the
 // ISN ("rel": SYN at 0, data byte i at i + 1, FIN at N + 1); the wire carries (isn + rel) mod 2^32.
 import { emitIpTcp, parseIpTcp } from '../../common/wire/packet';
