@@ -9,7 +9,7 @@
 import { nodeBackend } from '../../common/crypto/node-backend';
 import type { FlowCipher } from '../../common/engine/flow-cipher';
 import { parseEndpoint } from '../../common/engine/endpoints';
-import { DEFAULT_OPTION_CONFIG, REQUEST_OPTION_LEN, TAG_OPTION_LEN } from '../../common/protocol/options';
+import { DEFAULT_OPTION_CONFIG, REQUEST_OPTION_LEN, TAG_OPTION_LEN, encodeRequestOption } from '../../common/protocol/options';
 import { type IpTcpRepr, emitIpTcp, parseIpTcp } from '../../common/wire/packet';
 import { TCP_FLAGS } from '../../common/wire/tcp';
 import { TCP_OPTION, type TcpOption, decodeSackBlocks, experimentId, timestampsOption } from '../../common/wire/tcp-options';
@@ -46,9 +46,10 @@ export interface Scenario {
    * forgeMidTransfer); 'before-synack' a RST toward the agent
    * after keying, before the server's SYN-ACK arrives; 'before-keying' a RST toward the agent
    * whose ACK does not acknowledge the SYN (the client's TCP would ignore it), while the SYN is
-   * still on its way to the gateway.
+   * still on its way to the gateway; 'syn-during-linger' a SYN with an encryption request (new
+   * ISN, random connection id) toward the gateway as soon as its flow starts to linger.
    */
-  forge?: 'mid-transfer' | 'before-synack' | 'before-keying';
+  forge?: 'mid-transfer' | 'before-synack' | 'before-keying' | 'syn-during-linger';
   /**
    * Key delivery and KDC answers take [min, max] ms per hop (five hops per keying) instead of
    * happening at once: the client resends its SYN while the gateway holds the first.
@@ -310,6 +311,13 @@ class Sim {
         this.server.onTimer(t);
       }
       this.pipeline.tick(this.queue.now);
+      if (this.scenario.forge === 'syn-during-linger' && !this.forgedDone && this.pipeline.gateway.flows(this.queue.now)[0]?.lingering === true) {
+        this.forgedDone = true;
+        const request = { kind: OPTION.kind, data: encodeRequestOption({ version: 1, suites: 1, connId: 0x5eed_0000_0000_0001n }, OPTION).subarray(2) };
+        // Not an auth failure: a SYN carries no tag; the gateway starts keying it (and must not
+        // let that cost the lingering flow its keys).
+        this.queue.after(0, { kind: 'inject', dir: 'c2s', packet: this.forgedSegment('c2s', this.rng.u32(), 0, TCP_FLAGS.SYN, false, new Uint8Array(0), [request]) });
+      }
       for (const c of [...this.pipeline.agent.debugCiphers(), ...this.pipeline.gateway.debugCiphers()]) {
         this.ciphers.add(c);
         this.world.ciphers.add(c);
@@ -555,11 +563,11 @@ class Sim {
     this.queue.after(0, { kind: 'inject', dir, packet });
   }
 
-  private forgedSegment(dir: WireDirection, seq: number, ack: number, flags: number, tagged: boolean, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
+  private forgedSegment(dir: WireDirection, seq: number, ack: number, flags: number, tagged: boolean, payload: Uint8Array = new Uint8Array(0), extra: TcpOption[] = []): Uint8Array {
     const addrs = ADDRS[this.scenario.version];
     const clientPort = this.clientPort;
     const fromClient = dir === 'c2s';
-    const options: TcpOption[] = [timestampsOption(this.rng.u32(), this.rng.u32())];
+    const options: TcpOption[] = [timestampsOption(this.rng.u32(), this.rng.u32()), ...extra];
     if (tagged) {
       const data = new Uint8Array(TAG_OPTION_LEN - 2);
       data[0] = OPTION.exid >> 8;
