@@ -45,6 +45,8 @@ export const PLANS: Plan[] = [
     exercised: ['probes', 'strippedProbes'],
   },
   { scenario: { ...base, name: 'unprotected-port', expect: 'plaintext', sizes: between(0, 60_000) }, seeds: 2, exercised: [] },
+  { scenario: { ...base, name: 'parallel-flows', parallel: 4, sizes: between(0, 40_000) }, seeds: 3, exercised: ['concurrentFlows'] },
+  { scenario: { ...base, name: 'parallel-slow-keying', parallel: 3, version: 6, keyingHopMs: [20, 120], sizes: between(0, 30_000) }, seeds: 2, exercised: ['concurrentFlows', 'synResentWhileKeying'] },
   { scenario: { ...base, name: 'reuse-tuple', connections: 3, wire: wire({ loss: 0.02, reorder: 0.05 }), sizes: between(0, 30_000) }, seeds: 3, exercised: ['reusedTuple'] },
   { scenario: { ...base, name: 'slow-keying', keyingHopMs: [20, 120], wire: wire({ loss: 0.05, reorder: 0.05 }) }, seeds: 4, exercised: ['synResentWhileKeying'] },
   { scenario: { ...base, name: 'keying-timeout-refused', keyingHopMs: [400, 500], expect: 'refused', wire: wire({ reorder: 0.05 }) }, seeds: 2, exercised: ['refusalRsts'] },

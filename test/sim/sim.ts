@@ -68,6 +68,8 @@ export interface Scenario {
    * after the previous one finished, while its flow still lingers in both engines.
    */
   connections?: number;
+  /** Connections at once from this many client ports (default 1), sharing the engines and the wire. */
+  parallel?: number;
   /** Handshakes without any TCP option (the engines must add a clamped MSS option). */
   bareHandshake?: boolean;
   /** This endpoint aborts with a RST halfway through its stream (an authenticated RST ends the flow at once). */
@@ -120,32 +122,60 @@ const ADDRS = {
 /** Runs the connection(s) for (scenario, seed) to completion and reports every rule they saw broken. */
 export function runSim(scenario: Scenario, seed: number): SimReport {
   const first = new Sim(scenario, seed, undefined);
-  const count = scenario.connections ?? 1;
   const report: SimReport = { violations: [], figures: {} };
+  const add = (one: SimReport, label: string | null): void => {
+    report.violations.push(...one.violations.map((v) => (label === null ? v : `${label}: ${v}`)));
+    for (const [k, v] of Object.entries(one.figures)) report.figures[k] = (report.figures[k] ?? 0) + v;
+  };
+  const parallel = scenario.parallel ?? 1;
+  if (parallel > 1) {
+    const sims = [first];
+    for (let i = 1; i < parallel; i++) sims.push(new Sim(scenario, seed, { world: first.world, index: i, port: first.world.clientPort + i }));
+    sims.forEach((sim, i) => first.world.queue.after(i * PARALLEL_STAGGER_MS, { kind: 'call', run: (now) => sim.connect(now) }));
+    Sim.drive(first.world, sims);
+    sims.forEach((sim, i) => add(sim.finish(i === sims.length - 1), `connection ${i + 1} (port ${first.world.clientPort + i})`));
+    return report;
+  }
+  const count = scenario.connections ?? 1;
   let sim = first;
   for (let i = 0; ; i++) {
     const last = i === count - 1;
     const one = sim.run(last);
-    report.violations.push(...one.violations.map((v) => (count > 1 ? `connection ${i + 1}: ${v}` : v)));
-    for (const [k, v] of Object.entries(one.figures)) report.figures[k] = (report.figures[k] ?? 0) + v;
+    add(one, count > 1 ? `connection ${i + 1}` : null);
     if (last || one.violations.length > 0) return report;
-    sim = new Sim(scenario, seed, { world: first.world, index: i + 1 });
+    sim = new Sim(scenario, seed, { world: first.world, index: i + 1, port: first.world.clientPort });
   }
 }
 
-/** What consecutive connections of one run share: the clock, the engines, the 4-tuple. */
+/** Client port of a packet from or to the client (IPv4 without options' surprises, IPv6 without extension headers). */
+function clientPortOf(packet: Uint8Array, fromClient: boolean): number | null {
+  const version = (packet[0] ?? 0) >> 4;
+  const at = version === 4 ? ((packet[0] as number) & 0x0f) * 4 : 40;
+  if (packet.length < at + 4) return null;
+  const src = ((packet[at] as number) << 8) | (packet[at + 1] as number);
+  const dst = ((packet[at + 2] as number) << 8) | (packet[at + 3] as number);
+  return fromClient ? src : dst;
+}
+
+/** What the connections of one run share: the clock and the engines (and for reuse the 4-tuple). */
 interface World {
   queue: EventQueue<Event>;
   path: Path;
-  /** The connection the engines' output goes to. */
+  /** The latest connection on each client port: where the engines' output for it goes. */
+  byPort: Map<number, Sim>;
+  /** The latest connection created (for packets without a readable port). */
   current: Sim;
   clientPort: number;
+  /** Most flows the gateway held at once. */
+  maxFlows: number;
   /** Every flow cipher seen, for the rule 5 check at the very end. */
   ciphers: Set<FlowCipher>;
 }
 
 /** The next connection reuses the 4-tuple this long after the previous one finished (ms), within the linger. */
 const REUSE_GAP_MS = 200;
+/** Parallel connections start this far apart (ms). */
+const PARALLEL_STAGGER_MS = 3;
 
 class Sim {
   private readonly violations: string[] = [];
@@ -190,7 +220,7 @@ class Sim {
     private readonly scenario: Scenario,
     seed: number,
     /** For a later connection of the run: the world of the first, and its number. */
-    shared: { world: World; index: number } | undefined,
+    shared: { world: World; index: number; port: number } | undefined,
   ) {
     this.index = shared?.index ?? 0;
     // Names of this connection's random streams (the first connection's are the plain seed's).
@@ -208,10 +238,11 @@ class Sim {
       this.queue = new EventQueue<Event>(START_MS);
       const trio = createTrio({ backend: nodeBackend, random: this.rng.bytes.bind(this.rng), protect: [protect] });
       // The engines' output goes to whichever connection is current.
+      const of = (p: Uint8Array, fromClient: boolean): Sim => this.world.byPort.get(clientPortOf(p, fromClient) ?? -1) ?? this.world.current;
       const sinks: PipelineSinks = {
-        client: (p) => this.world.current.fromAgentToClient(p),
-        server: (p) => this.world.current.fromGatewayToServer(p),
-        wire: (p, dir) => this.world.current.onWire(p, dir),
+        client: (p) => of(p, false).fromAgentToClient(p),
+        server: (p) => of(p, true).fromGatewayToServer(p),
+        wire: (p, dir) => of(p, dir === 'c2s').onWire(p, dir),
       };
       const hop = scenario.keyingHopMs;
       if (hop === undefined) this.pipeline = new Pipeline(trio.agent, trio.gateway, trio.kdc, sinks);
@@ -239,10 +270,11 @@ class Sim {
     const window = this.rng.pick([8, 16, 32, 44]) * 1400;
     this.clientPort = 40_000 + this.rng.int(0, 20_000);
     if (shared !== undefined) {
-      this.clientPort = shared.world.clientPort;
+      this.clientPort = shared.port;
       this.world = shared.world;
       this.world.current = this;
-    } else this.world = { queue: this.queue, path: this.pipeline, current: this, clientPort: this.clientPort, ciphers: new Set() };
+    } else this.world = { queue: this.queue, path: this.pipeline, byPort: new Map(), current: this, clientPort: this.clientPort, maxFlows: 0, ciphers: new Set() };
+    this.world.byPort.set(this.clientPort, this);
     const common = {
       version: scenario.version,
       mss,
@@ -292,40 +324,59 @@ class Sim {
 
   /** Runs this connection until nothing is left to happen; `last`: also the engines' end checks. */
   run(last: boolean): SimReport {
-    if (this.world.current !== this) throw new Error('run: not the current connection');
     if (this.index > 0) this.queue.now += REUSE_GAP_MS;
-    this.client.connect(this.queue.now);
+    this.connect(this.queue.now);
+    Sim.drive(this.world, [this]);
+    return this.finish(last);
+  }
+
+  connect(now: number): void {
+    this.client.connect(now);
+  }
+
+  /** Advances the virtual clock over events and endpoint timers until nothing is left to happen. */
+  static drive(world: World, sims: readonly Sim[]): void {
+    const { queue, path } = world;
+    const first = sims[0] as Sim;
     let events = 0;
     for (;;) {
-      const t = Math.min(this.queue.peekTime(), this.client.timerAt ?? Infinity, this.server.timerAt ?? Infinity);
+      let t = queue.peekTime();
+      for (const sim of sims) t = Math.min(t, sim.client.timerAt ?? Infinity, sim.server.timerAt ?? Infinity);
       // Nothing left to happen: finish() judges where the endpoints got to.
       if (t === Infinity) break;
       if (t - START_MS > MAX_VIRTUAL_MS || ++events > MAX_EVENTS) {
-        this.fail(`did not finish in ${MAX_VIRTUAL_MS} virtual ms / ${MAX_EVENTS} events. ${this.client.describe()}; ${this.server.describe()}`);
+        for (const sim of sims) sim.fail(`did not finish in ${MAX_VIRTUAL_MS} virtual ms / ${MAX_EVENTS} events. ${sim.client.describe()}; ${sim.server.describe()}`);
         break;
       }
-      if (this.queue.peekTime() === t) this.handle(this.queue.pop());
+      if (queue.peekTime() === t) first.handle(queue.pop());
       else {
-        this.queue.now = t;
-        this.client.onTimer(t);
-        this.server.onTimer(t);
+        queue.now = t;
+        for (const sim of sims) {
+          sim.client.onTimer(t);
+          sim.server.onTimer(t);
+        }
       }
-      this.pipeline.tick(this.queue.now);
-      if (this.scenario.forge === 'syn-during-linger' && !this.forgedDone && this.pipeline.gateway.flows(this.queue.now)[0]?.lingering === true) {
-        this.forgedDone = true;
-        const request = { kind: OPTION.kind, data: encodeRequestOption({ version: 1, suites: 1, connId: 0x5eed_0000_0000_0001n }, OPTION).subarray(2) };
-        // Not an auth failure: a SYN carries no tag; the gateway starts keying it (and must not
-        // let that cost the lingering flow its keys).
-        this.queue.after(0, { kind: 'inject', dir: 'c2s', packet: this.forgedSegment('c2s', this.rng.u32(), 0, TCP_FLAGS.SYN, false, new Uint8Array(0), [request]) });
-      }
-      for (const c of [...this.pipeline.agent.debugCiphers(), ...this.pipeline.gateway.debugCiphers()]) {
-        this.ciphers.add(c);
-        this.world.ciphers.add(c);
-      }
-      if (this.violations.length >= 20) break;
+      path.tick(queue.now);
+      world.maxFlows = Math.max(world.maxFlows, path.gateway.flowCount);
+      first.maybeForgeDuringLinger();
+      const ciphers = [...path.agent.debugCiphers(), ...path.gateway.debugCiphers()];
+      for (const sim of sims) for (const c of ciphers) sim.ciphers.add(c);
+      for (const c of ciphers) world.ciphers.add(c);
+      if (sims.some((sim) => sim.violations.length >= 20)) break;
     }
-    this.finish(last);
-    return { violations: this.violations, figures: this.figures };
+  }
+
+  private maybeForgeDuringLinger(): void {
+    if (this.scenario.forge !== 'syn-during-linger' || this.forgedDone || this.pipeline.gateway.flows(this.queue.now)[0]?.lingering !== true) return;
+    this.forgedDone = true;
+    const request = { kind: OPTION.kind, data: encodeRequestOption({ version: 1, suites: 1, connId: 0x5eed_0000_0000_0001n }, OPTION).subarray(2) };
+    // Not an auth failure: a SYN carries no tag; the gateway starts keying it (and must not let
+    // that cost the lingering flow its keys).
+    this.queue.after(0, { kind: 'inject', dir: 'c2s', packet: this.forgedSegment('c2s', this.rng.u32(), 0, TCP_FLAGS.SYN, false, new Uint8Array(0), [request]) });
+  }
+
+  private simOf(packet: Uint8Array, fromClient: boolean): Sim {
+    return this.world.byPort.get(clientPortOf(packet, fromClient) ?? -1) ?? this.world.current;
   }
 
   private handle(event: Event): void {
@@ -344,10 +395,10 @@ class Sim {
         return;
       }
       case 'to-client':
-        this.client.onPacket(event.packet, now);
+        this.simOf(event.packet, false).client.onPacket(event.packet, now);
         return;
       case 'to-server':
-        this.server.onPacket(event.packet, now);
+        this.simOf(event.packet, true).server.onPacket(event.packet, now);
         return;
       case 'call':
         event.run(now);
@@ -585,7 +636,7 @@ class Sim {
 
   // ---- the end ---------------------------------------------------------------------------
 
-  private finish(last: boolean): void {
+  finish(last: boolean): SimReport {
     this.finishing = true;
     const { agent, gateway } = this.pipeline;
     if (this.scenario.expect === 'refused') this.checkRefused();
@@ -607,6 +658,8 @@ class Sim {
       const live = [...this.world.ciphers].filter((c) => !c.keysAreZero()).length;
       if (live > 0) this.fail(`rule 5: ${live} flow ciphers still hold key bytes after discard`);
       this.figures.reusedTuple = agent.counters.get('discarded:reused-tuple') + gateway.counters.get('discarded:reused-tuple');
+      // Flows in the engines at the same time (parallel runs): only counts when more than one.
+      this.figures.concurrentFlows = this.world.maxFlows > 1 ? this.world.maxFlows : 0;
     }
     const link = this.links;
     Object.assign(this.figures, {
@@ -624,6 +677,7 @@ class Sim {
       synResentWhileKeying: gateway.counters.get('syn-duplicate-absorbed'),
       authFailed: authFailed.agent + authFailed.gateway,
     });
+    return { violations: this.violations, figures: this.figures };
   }
 
   /** The connection ran: byte-exact both ways and both FINs (or, after an abort, the RST). */
