@@ -372,7 +372,7 @@ class Sim {
     const request = { kind: OPTION.kind, data: encodeRequestOption({ version: 1, suites: 1, connId: 0x5eed_0000_0000_0001n }, OPTION).subarray(2) };
     // Not an auth failure: a SYN carries no tag; the gateway starts keying it (and must not let
     // that cost the lingering flow its keys).
-    this.queue.after(0, { kind: 'inject', dir: 'c2s', packet: this.forgedSegment('c2s', this.rng.u32(), 0, TCP_FLAGS.SYN, false, new Uint8Array(0), [request]) });
+    this.inject('c2s', this.forgedSegment('c2s', this.rng.u32(), 0, TCP_FLAGS.SYN, false, new Uint8Array(0), [request]), false);
   }
 
   private simOf(packet: Uint8Array, fromClient: boolean): Sim {
@@ -521,14 +521,17 @@ class Sim {
     this.lastOnWire[dir] = { seq: t.seq, ack: t.ack, packet };
     if (this.scenario.forge === 'before-keying' && !this.forgedDone && t.flags & TCP_FLAGS.SYN) {
       this.forgedDone = true;
-      this.inject('s2c', this.forgedSegment('s2c', this.rng.u32(), (this.isn.c2s + 1 + 0x8000_0000) >>> 0, TCP_FLAGS.RST | TCP_FLAGS.ACK, false));
+      // Not an auth failure: before keying the agent has no key to check it against.
+      this.inject('s2c', this.forgedSegment('s2c', this.rng.u32(), (this.isn.c2s + 1 + 0x8000_0000) >>> 0, TCP_FLAGS.RST | TCP_FLAGS.ACK, false), false);
     }
     // Rule 3: the segment it came from, seq/ack/flags as they were, payload length kept.
     const src = this.source;
-    const refusal = this.scenario.expect === 'refused' && src === null && dir === 's2c' && (t.flags & TCP_FLAGS.RST) !== 0;
-    if (refusal) {
+    // The gateway's fail-closed RST carries no tag: there is no key to make one with. Expected
+    // when keying fails, and when it refuses the keying a forged SYN started.
+    const refusing = this.scenario.expect === 'refused' || this.scenario.forge === 'syn-during-linger';
+    if (refusing && src === null && dir === 's2c' && (t.flags & TCP_FLAGS.RST) !== 0) {
       this.figures.refusalRsts = (this.figures.refusalRsts ?? 0) + 1;
-      return; // the gateway's fail-closed RST carries no tag: there is no key to make one with
+      return;
     } else if (src === null || src.dir !== dir || src.used) {
       this.fail(`rule 3: ${dir} wire packet ${describeTcp(t)} does not come from an endpoint segment (originated?)`);
     } else {
@@ -608,9 +611,10 @@ class Sim {
     this.inject('s2c', this.forgedSegment('s2c', this.rng.u32(), (this.isn.c2s + 1) >>> 0, TCP_FLAGS.RST | TCP_FLAGS.ACK, false));
   }
 
-  private inject(dir: WireDirection, packet: Uint8Array): void {
-    if (dir === 'c2s') this.forged.gateway++;
-    else this.forged.agent++;
+  /** Schedules a forged packet onto the wire; `authFails`: the engine must count it as an auth failure. */
+  private inject(dir: WireDirection, packet: Uint8Array, authFails = true): void {
+    if (authFails && dir === 'c2s') this.forged.gateway++;
+    else if (authFails) this.forged.agent++;
     this.queue.after(0, { kind: 'inject', dir, packet });
   }
 
@@ -646,8 +650,11 @@ class Sim {
     if (runs > 0) this.fail(`rule 1: ${runs} 16-byte runs of plaintext on the wire`);
     // Forged segments fail authentication (and nothing else does).
     const authFailed = { agent: agent.counters.get('auth-failed'), gateway: gateway.counters.get('auth-failed') };
-    if (authFailed.agent !== this.forged.agent || authFailed.gateway !== this.forged.gateway) {
-      this.fail(`auth failures agent ${authFailed.agent} / gateway ${authFailed.gateway}, want ${this.forged.agent} / ${this.forged.gateway} (the forged segments)`);
+    // A refusal RST that reaches an agent still holding the flow's key fails authentication there.
+    const refusalsAtAgent = this.scenario.forge === 'syn-during-linger' ? (this.figures.refusalRsts ?? 0) : 0;
+    const agentOk = authFailed.agent >= this.forged.agent && authFailed.agent <= this.forged.agent + refusalsAtAgent;
+    if (!agentOk || authFailed.gateway !== this.forged.gateway) {
+      this.fail(`auth failures agent ${authFailed.agent} / gateway ${authFailed.gateway}, want ${this.forged.agent}${refusalsAtAgent ? `..${this.forged.agent + refusalsAtAgent}` : ''} / ${this.forged.gateway} (the forged segments)`);
     }
     // Rule 5: after the linger, no flows and every key zeroed (once the last connection is done;
     // before that the next one reuses the 4-tuple while this one lingers).
