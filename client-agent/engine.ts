@@ -222,9 +222,7 @@ export class AgentEngine {
     if (flow.state === 'plaintext') return this.pass();
     const isSynAck = (tcp.flags & (TCP_FLAGS.SYN | TCP_FLAGS.ACK)) === (TCP_FLAGS.SYN | TCP_FLAGS.ACK);
     if (flow.cipher === null) return this.inboundUnkeyed(flow, packet, ip, tcp, isSynAck);
-    const cipher = flow.cipher;
-    if (!cipher.serverIsnKnown && tcp.flags & (TCP_FLAGS.SYN | TCP_FLAGS.RST)) cipher.setServerIsn(tcp.seq);
-    const out = cipher.unprotect('s2c', packet, ip, tcp);
+    const out = flow.cipher.unprotect('s2c', packet, ip, tcp);
     if (!out.ok) return this.drop('auth-failed', out.error);
     this.counters.inc('segments-unprotected');
     if (isSynAck && flow.state === 'keyed') {
@@ -238,7 +236,9 @@ export class AgentEngine {
   /** Inbound before any key: either no gateway is there, or the gateway is refusing the flow. */
   private inboundUnkeyed(flow: AgentFlow, packet: Uint8Array, ip: IpView, tcp: TcpView, isSynAck: boolean): Verdict {
     if (tcp.flags & TCP_FLAGS.RST) {
-      // The gateway's fail-closed RST (it has no key to sign with yet): let the client see it.
+      // The gateway's fail-closed RST has no key to sign with yet. Like the client's own TCP
+      // (RFC 9293 3.10.7.3), accept it only if it acknowledges the SYN; a blind one is dropped.
+      if (!(tcp.flags & TCP_FLAGS.ACK) || tcp.ack !== ((flow.clientIsn + 1) >>> 0)) return this.drop('dropped:blind-rst', 'blind-rst');
       this.counters.inc('gateway-reset');
       this.discard(flow, 'gateway-reset');
       return this.pass();
@@ -265,7 +265,8 @@ export class AgentEngine {
 
   private afterSegment(flow: AgentFlow, rst: boolean, now: number): void {
     if (rst) this.discard(flow, 'rst');
-    else if ((flow.cipher as FlowCipher).finished && !flow.lingering) {
+    else if (flow.lingering || (flow.cipher as FlowCipher).finished) {
+      // Every accepted segment while closing (a resent FIN or final ACK) restarts the linger.
       flow.lingering = true;
       flow.deadline = now + this.config.timers.lingerMs;
     }

@@ -218,7 +218,8 @@ export class GatewayEngine {
   private afterSegment(flow: GatewayFlow, rst: boolean, now: number): void {
     const cipher = flow.cipher as FlowCipher;
     if (rst) this.discard(flow, 'rst');
-    else if (cipher.finished && !flow.lingering) {
+    else if (flow.lingering || cipher.finished) {
+      // Every accepted segment while closing (a resent FIN or final ACK) restarts the linger.
       flow.lingering = true;
       flow.deadline = now + this.config.timers.lingerMs;
     }

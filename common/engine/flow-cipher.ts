@@ -31,7 +31,8 @@ export class FlowCipher {
   private readonly streams: Record<Direction, StreamOffset | null>;
   /** Per direction: the highest offset of that direction the other side has acknowledged. */
   private readonly acked: Record<Direction, number> = { c2s: 0, s2c: 0 };
-  readonly finSeen: Record<Direction, boolean> = { c2s: false, s2c: false };
+  /** Per direction: the offset just past its FIN, once an accepted segment carried one. */
+  private readonly finEnd: Record<Direction, number | null> = { c2s: null, s2c: null };
   private zeroed = false;
   private readonly directions: Record<Direction, DirectionKeys>;
 
@@ -70,8 +71,7 @@ export class FlowCipher {
     return this.directions[dir];
   }
 
-  private locate(dir: Direction, tcp: TcpView): Result<{ stream: StreamOffset; offset: number }, CipherError> {
-    const stream = this.streams[dir];
+  private locate(dir: Direction, tcp: TcpView, stream: StreamOffset | null = this.streams[dir]): Result<{ stream: StreamOffset; offset: number }, CipherError> {
     if (stream === null) return err('no-server-isn');
     const offset = stream.offsetOf(tcp.seq);
     const seqLen = tcp.payloadEnd - tcp.payloadStart + 2; // + SYN + FIN at most
@@ -84,7 +84,7 @@ export class FlowCipher {
     const flags = tcp.flags;
     const seqLen = tcp.payloadEnd - tcp.payloadStart + (flags & TCP_FLAGS.SYN ? 1 : 0) + (flags & TCP_FLAGS.FIN ? 1 : 0);
     stream.advance(offset + seqLen);
-    if (flags & TCP_FLAGS.FIN) this.finSeen[dir] = true;
+    if (flags & TCP_FLAGS.FIN) this.finEnd[dir] = offset + seqLen;
     const peer = this.streams[opposite(dir)];
     if (flags & TCP_FLAGS.ACK && peer !== null) {
       const ackedOffset = peer.offsetOf(tcp.ack);
@@ -117,21 +117,33 @@ export class FlowCipher {
     return ok({ packet: out.value, fin: (tcp.flags & TCP_FLAGS.FIN) !== 0, rst: (tcp.flags & TCP_FLAGS.RST) !== 0, strippedPayload });
   }
 
-  /** Verifies, decrypts and untags a segment travelling in `dir` (from the encrypted wire). */
+  /**
+   * Verifies, decrypts and untags a segment travelling in `dir` (from the encrypted wire). While
+   * the server's ISN is unknown, a SYN-ACK or RST is tried with its own sequence number as the
+   * ISN, which is adopted only if the segment authenticates: a forged one cannot set it.
+   */
   unprotect(dir: Direction, packet: Uint8Array, ip: IpView, tcp: TcpView): Result<SegmentOutcome, CipherError> {
-    const where = this.locate(dir, tcp);
+    const known = this.streams[dir];
+    const tentative = known === null && tcp.flags & (TCP_FLAGS.SYN | TCP_FLAGS.RST) ? new StreamOffset(tcp.seq) : null;
+    const where = this.locate(dir, tcp, known ?? tentative);
     if (!where.ok) return where;
     const { stream, offset } = where.value;
     const syn = (tcp.flags & TCP_FLAGS.SYN) !== 0;
     const out = unprotectSegment(this.backend, this.directionKeys(dir), this.option, packet, ip, tcp, offset, offset + (syn ? 1 : 0));
     if (!out.ok) return out;
+    if (tentative !== null) this.streams[dir] = tentative;
     this.accept(dir, tcp, stream, offset);
     return ok({ packet: out.value, fin: (tcp.flags & TCP_FLAGS.FIN) !== 0, rst: (tcp.flags & TCP_FLAGS.RST) !== 0, strippedPayload: false });
   }
 
-  /** Both directions have sent an authenticated FIN: the flow may linger, then be discarded. */
+  /**
+   * Both directions have sent a FIN and each FIN has been acknowledged: the connection is closed
+   * both ways, and the flow may linger (for resent final ACKs), then be discarded. Not before:
+   * data and FINs still in flight (lost, delayed) must keep their keys.
+   */
   get finished(): boolean {
-    return this.finSeen.c2s && this.finSeen.s2c;
+    const { c2s, s2c } = this.finEnd;
+    return c2s !== null && s2c !== null && this.acked.c2s >= c2s && this.acked.s2c >= s2c;
   }
 
   /** Zeroes every key of the flow (rule 5). Idempotent. */

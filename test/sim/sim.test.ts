@@ -126,7 +126,7 @@ describe('engine bugs found by the simulation (test.failing: each starts passing
   // stays, so every genuine SYN-ACK is placed at a wrong stream offset and fails authentication
   // too: the connection never opens. Fix: adopt the ISN only from a segment that authenticates.
   // Reproduce: npx jest test/sim -t 'forged RST toward the agent after keying'
-  test.failing('a forged RST toward the agent after keying, before the SYN-ACK, does not break the flow', () => {
+  test('a forged RST toward the agent after keying, before the SYN-ACK, does not break the flow', () => {
     const report = runSim({ ...quiet, name: 'forge-before-synack', forge: 'before-synack' }, 1);
     expect(report.violations).toEqual([]);
   });
@@ -140,7 +140,7 @@ describe('engine bugs found by the simulation (test.failing: each starts passing
   // loss (handshake-loss seeds 58, 88, 120, 133). Fix: start the linger when both FINs are
   // acknowledged, or restart it on every authenticated segment.
   // Reproduce: npx jest test/sim -t 'FIN lost for longer than the linger'
-  test.failing('a server FIN lost for longer than the linger still arrives (linger starts before the FINs are acknowledged)', () => {
+  test('a server FIN lost for longer than the linger still arrives (linger starts before the FINs are acknowledged)', () => {
     const report = runSim({ ...quiet, name: 'fin-outage', sizes: () => [0, 3_000], finOutage: { dir: 's2c', ms: 15_000 } }, 1);
     expect(report.violations).toEqual([]);
   });
@@ -154,7 +154,7 @@ describe('engine bugs found by the simulation (test.failing: each starts passing
   // transfer never completes. Fix: treat the tuple as reusable only once the old flow's FINs are
   // acknowledged (or key the newcomer without discarding the lingering flow).
   // Reproduce: npx jest test/sim -t 'forged SYN while the gateway lingers'
-  test.failing('a forged SYN while the gateway lingers does not cut the closing connection', () => {
+  test('a forged SYN while the gateway lingers does not cut the closing connection', () => {
     const report = runSim({ ...quiet, name: 'forge-syn-during-linger', forge: 'syn-during-linger' }, 1);
     expect(report.violations).toEqual([]);
   });
@@ -167,7 +167,7 @@ describe('engine bugs found by the simulation (test.failing: each starts passing
   // opens only after refusedHoldMs (~6 s here). Fix: accept an unauthenticated RST in syn-sent
   // only when its ACK is the client ISN + 1.
   // Reproduce: npx jest test/sim -t 'blind RST toward the agent before keying'
-  test.failing('a blind RST toward the agent before keying (ACK not acknowledging the SYN) is ignored', () => {
+  test('a blind RST toward the agent before keying (ACK not acknowledging the SYN) is ignored', () => {
     const report = runSim({ ...quiet, name: 'forge-before-keying', forge: 'before-keying' }, 1);
     expect(report.violations).toEqual([]);
   });
