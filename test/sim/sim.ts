@@ -64,6 +64,12 @@ export interface Scenario {
   /** The wire loses every FIN-carrying segment in `dir` for `ms` after the first (an outage at close). */
   finOutage?: { dir: WireDirection; ms: number };
   /**
+   * The wire loses the client's final ACK (of the server's FIN), then everything toward the
+   * client for `ms`: the server sits in LAST_ACK resending, and needs the client (in TIME_WAIT)
+   * to ACK again once a resend gets through.
+   */
+  finalAckLost?: { ms: number };
+  /**
    * Connections one after another on the same 4-tuple (default 1): each next one starts shortly
    * after the previous one finished, while its flow still lingers in both engines.
    */
@@ -210,6 +216,7 @@ class Sim {
   /** 443 is protected on both engines; 8443 is not (a plaintext flow, which must pass unchanged). */
   private readonly serverPort: number;
   private firstFinAt: number | undefined;
+  private finalAckDroppedAt: number | undefined;
   /** The largest IP packet the endpoints' MSS allows: every packet must fit, full ones must reach it. */
   private readonly mtu: number;
   private forged = { agent: 0, gateway: 0 };
@@ -491,6 +498,19 @@ class Sim {
   private onWire(emitted: Uint8Array, dir: WireDirection): void {
     const packet = this.scenario.tamperWire?.(emitted, dir, this.source?.packet ?? null) ?? emitted;
     this.checkWirePacket(packet, dir);
+    const lost = this.scenario.finalAckLost;
+    if (lost !== undefined) {
+      const parsed = parseIpTcp(packet);
+      if (parsed.ok) {
+        const t = parsed.value.tcp;
+        const serverFinAcked = (this.isn.s2c + this.streams.s2c.length + 2) >>> 0;
+        if (dir === 'c2s' && this.finalAckDroppedAt === undefined && t.payload.length === 0 && !(t.flags & TCP_FLAGS.FIN) && t.ack === serverFinAcked) {
+          this.finalAckDroppedAt = this.queue.now;
+          return;
+        }
+        if (dir === 's2c' && this.finalAckDroppedAt !== undefined && this.queue.now < this.finalAckDroppedAt + lost.ms) return;
+      }
+    }
     const outage = this.scenario.finOutage;
     if (outage !== undefined && outage.dir === dir) {
       const parsed = parseIpTcp(packet);
