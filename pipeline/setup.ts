@@ -25,7 +25,7 @@ export interface PipelineSetup {
   limits?: Partial<{ maxFlows: number; maxPendingKeyings: number; maxKdcInFlight: number }>;
 }
 
-export const DEFAULT_TIMERS = { keyingTimeoutMs: 1500, lingerMs: 10_000, idleTimeoutMs: 300_000, refusedHoldMs: 5_000 };
+export const DEFAULT_TIMERS = { keyingTimeoutMs: 1500, lingerMs: 60_000, idleTimeoutMs: 300_000, refusedHoldMs: 5_000 };
 export const DEFAULT_LIMITS = { maxFlows: 65_536, maxPendingKeyings: 4_096, maxKdcInFlight: 1_024 };
 
 export interface Trio {

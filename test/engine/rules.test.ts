@@ -164,7 +164,7 @@ describe('rule 5: short-lived keys', () => {
     lab.fromServer({ seq: s, ack: c + 1, flags: TCP_FLAGS.FIN | TCP_FLAGS.ACK });
     lab.fromClient({ seq: c + 1, ack: s + 1 });
     expect(lab.gateway.keyedFlowCount).toBe(1);
-    lab.advance(10_001);
+    lab.advance(60_001);
     expect(lab.agent.keyedFlowCount + lab.gateway.keyedFlowCount).toBe(0);
     expect(ciphers.every((x) => x.keysAreZero())).toBe(true);
 

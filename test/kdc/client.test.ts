@@ -132,7 +132,11 @@ async function kdcProcess(lab: Lab): Promise<{ proc: ChildProcess; endpoint: str
   const httpPort = await freePort();
   const cfg = JSON.parse(fs.readFileSync(lab.configPath, 'utf8')) as Record<string, unknown>;
   const file = path.join(lab.dir, `kdc-${port}.json`);
-  fs.writeFileSync(file, JSON.stringify({ ...cfg, listen: { kdc: `127.0.0.1:${port}`, metrics: `127.0.0.1:${httpPort}` } }));
+  // Generous store deadlines: this is about failover between KDCs, and a loaded CI machine must
+  // not turn slow Redis answers into store-unavailable.
+  const store = cfg.store as { redis?: Record<string, unknown> } | undefined;
+  const patient = store?.redis ? { ...store, redis: { ...store.redis, timeoutMs: 10_000 } } : store;
+  fs.writeFileSync(file, JSON.stringify({ ...cfg, store: patient, storeDeadlineMs: 10_000, listen: { kdc: `127.0.0.1:${port}`, metrics: `127.0.0.1:${httpPort}` } }));
   const proc = spawn(process.execPath, [CLI, 'kdc', '--config', file, '--log-level', 'warn'], { cwd: ROOT, stdio: 'ignore' });
   await within(`kdc process on ${port} ready`, 15_000, async () => {
     if (proc.exitCode !== null) throw new Error(`kdc process exited ${proc.exitCode}`);
@@ -172,7 +176,7 @@ dr('KdcClient failover between two KDC processes (dist/) when one is SIGKILLed',
     const one = await kdcProcess(lab);
     const two = await kdcProcess(lab);
     procs.push(one.proc, two.proc);
-    const client = new KdcClient({ endpoints: [one.endpoint, two.endpoint], timeoutMs: 2000, retries: 2 });
+    const client = new KdcClient({ endpoints: [one.endpoint, two.endpoint], timeoutMs: 15_000, retries: 2 });
     try {
       const burst = (n: number) => Promise.all(Array.from({ length: n }, () => client.request(request(gw1, 'alice')).then((a) => code(decodeAnswer(a)))));
       expect(await burst(40)).toEqual(Array(40).fill('ok'));

@@ -135,7 +135,7 @@ describe('engine bugs found by the simulation', () => {
   // WAS A BUG (gateway/engine.ts and client-agent/engine.ts, afterSegment; common/engine/flow-cipher.ts
   // `finished`): the linger starts when both FINs have been SEEN once (finSeen on first
   // transmission), not when they are acknowledged, and nothing extends it. If the server's
-  // data+FIN segment is lost on the wire for longer than lingerMs (10 s; here a 15 s outage), the
+  // data+FIN segment is lost on the wire for longer than lingerMs (then 10 s; here a 15 s outage), the
   // gateway discards the flow at +10 s and drops every later retransmission ('require-refused',
   // no flow): the client never receives the last bytes or the FIN, the server never gets its ACK.
   // Plain TCP rides out such an outage (minutes of retries). The sweep hits the same with 30 %
@@ -160,8 +160,7 @@ describe('engine bugs found by the simulation', () => {
     const report = runSim({ ...quiet, name: 'forge-syn-during-linger', forge: 'syn-during-linger' }, 1);
     expect(report.violations).toEqual([]);
   });
-  // BUG, still open (client-agent/engine.ts afterSegment/handleTimer, DEFAULT_TIMERS.lingerMs
-  // 10 s): once the agent has passed the client's ACK of the server's FIN, the flow is finished
+  // Was a bug (DEFAULT_TIMERS.lingerMs was 10 s; it is now 60 s, Linux's TIME_WAIT): once the agent has passed the client's ACK of the server's FIN, the flow is finished
   // and lingers 10 s after the last accepted segment. If that final ACK is lost on the wire and
   // the server's resends do not get through for longer (here a 15 s outage toward the client;
   // RTO backoff alone spaces resends 6.4 s, 12.8 s, ... apart), the agent has discarded the flow
@@ -170,7 +169,7 @@ describe('engine bugs found by the simulation', () => {
   // flow and its keys until the idle timeout. Plain TCP closes cleanly. Also seen in the sweep:
   // handshake-loss (30 % loss) seeds 58, 172, 474. Fix: linger at least as long as TIME_WAIT.
   // Reproduce: npx jest test/sim -t 'final ACK was lost'
-  test.failing("the server's FIN resent after the client's final ACK was lost still gets ACKed (linger shorter than TIME_WAIT)", () => {
+  test("the server's FIN resent after the client's final ACK was lost still gets ACKed (linger as long as TIME_WAIT)", () => {
     const report = runSim({ ...quiet, name: 'final-ack-lost', sizes: () => [0, 3_000], finalAckLost: { ms: 15_000 } }, 1);
     expect(report.violations).toEqual([]);
   });
