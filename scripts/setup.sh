@@ -20,7 +20,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
-fi
+# `npm install`, not `npm ci`: npm 11 leaves other platforms' optional packages (@swc/core-*,
+# @unrs/resolver-binding-*) out of a lock written on Linux, and `npm ci` then rejects that very
+# lock as out of sync (npm/cli#8805, #8320). `npm install` installs the locked versions.
+npm install --no-audit --no-fund
 npm run build --silent
