@@ -11,8 +11,9 @@ import { ActionQueue, PASS, type SideAction, type Verdict } from '../common/engi
 import { Counters } from '../common/engine/counters';
 import { EndpointSet, type EndpointRule } from '../common/engine/endpoints';
 import { FlowCipher } from '../common/engine/flow-cipher';
-import { FlowTable, type TableEntry } from '../common/engine/flow-table';
-import { peekAddresses } from '../common/engine/peek';
+import { FlowTable } from '../common/engine/flow-table';
+import { type FlowStatus, type KeyedFlow, describeFlow, endsFlow, isKeyed } from '../common/engine/keyed-flow';
+import { admit } from '../common/engine/admission';
 import { resetInstead, resetReplyTo } from '../common/engine/reset';
 import { clampMss } from '../common/engine/syn-options';
 import { type FlowTuple, bytesEqual, tupleEqual } from '../common/protocol/codec';
@@ -21,11 +22,10 @@ import { KdErrorCode, type KdHello, type KdMessage, type KdTicket, KdType, encod
 import { deriveFlowKeys } from '../common/protocol/key-schedule';
 import { type OptionConfig, Suite, TAG_OPTION_LEN, encodeRequestOption, scanOptions, suiteBit } from '../common/protocol/options';
 import { type VersionedKey, openTicket } from '../common/protocol/ticket';
-import { ipAddressToString } from '../common/wire/address';
 import { canonicalFlowKey } from '../common/wire/flow-key';
-import { type IpView, parseIp } from '../common/wire/ip';
+import type { IpView } from '../common/wire/ip';
 import { rewriteTcp } from '../common/wire/packet';
-import { TCP_FLAGS, type TcpView, parseTcp } from '../common/wire/tcp';
+import { TCP_FLAGS, type TcpView } from '../common/wire/tcp';
 
 const EMPTY = new Uint8Array(0);
 
@@ -54,29 +54,22 @@ export interface EngineDeps {
 
 export type AgentFlowState = 'syn-sent' | 'keying' | 'keyed' | 'established' | 'plaintext';
 
-interface AgentFlow extends TableEntry {
-  key: string;
-  state: AgentFlowState;
+interface AgentFlow extends KeyedFlow<AgentFlowState> {
   destination: Destination;
-  connId: bigint;
-  tuple: FlowTuple;
   clientIsn: number;
-  createdAt: number;
   /** The SYN as we sent it (with our option), re-sent unchanged when the client resends. */
   sentSyn: Uint8Array;
   hello: KdHello | null;
   helloFrame: Uint8Array | null;
   helloReplyFrame: Uint8Array | null;
   agentNonce: Uint8Array | null;
-  cipher: FlowCipher | null;
-  lingering: boolean;
-  deadline: number;
 }
 
 export type AgentCounter =
   | 'packets'
   | 'pass'
   | 'malformed'
+  | 'fragment-dropped'
   | 'syn-marked'
   | 'syn-resent'
   | 'flows-keyed'
@@ -94,15 +87,7 @@ export type AgentCounter =
   | 'kd-rejected'
   | 'gateway-reset';
 
-export interface AgentFlowStatus {
-  connId: string;
-  state: AgentFlowState;
-  client: string;
-  server: string;
-  ageMs: number;
-  keyed: boolean;
-  lingering: boolean;
-}
+export type AgentFlowStatus = FlowStatus<AgentFlowState>;
 
 export class AgentEngine {
   readonly counters = new Counters<AgentCounter | `kd-rejected:${string}` | `discarded:${string}` | `dropped:${string}`>();
@@ -129,25 +114,17 @@ export class AgentEngine {
   /** A packet from the client host (outbound) or from the network (inbound). */
   handlePacket(packet: Uint8Array, now: number): Verdict {
     this.counters.inc('packets');
-    const ipr = parseIp(packet);
-    if (!ipr.ok) return this.touchesProtected(peekAddresses(packet)) ? this.drop('malformed', 'malformed-ip') : this.malformed();
-    const ip = ipr.value;
-    if (ip.protocol !== 6) return this.pass();
-    if (ip.isFragment) {
-      if (this.touchesProtected(ip)) return this.drop('dropped:fragment', 'fragment');
-      return this.pass();
+    const a = admit(packet, this.destinations);
+    switch (a.kind) {
+      case 'pass':
+        return a.malformed === null ? this.pass() : this.malformed();
+      case 'drop':
+        return this.drop(a.reason === 'fragment' ? 'fragment-dropped' : 'malformed', a.reason);
+      case 'to':
+        return this.outbound(packet, a.ip, a.tcp, a.meta, now);
+      case 'from':
+        return this.inbound(packet, a.ip, a.tcp, a.meta, now);
     }
-    const tcpr = parseTcp(packet, ip.payloadOffset, ip.payloadLength);
-    if (!tcpr.ok) {
-      if (this.touchesProtected(ip)) return this.drop('malformed', 'malformed-tcp');
-      return this.malformed();
-    }
-    const tcp = tcpr.value;
-    const outbound = this.destinations.match(ip.dst, tcp.dstPort);
-    if (outbound !== undefined) return this.outbound(packet, ip, tcp, outbound.meta, now);
-    const inbound = this.destinations.match(ip.src, tcp.srcPort);
-    if (inbound !== undefined) return this.inbound(packet, ip, tcp, inbound.meta, now);
-    return this.pass();
   }
 
   private outbound(packet: Uint8Array, ip: IpView, tcp: TcpView, destination: Destination, now: number): Verdict {
@@ -264,12 +241,7 @@ export class AgentEngine {
   }
 
   private afterSegment(flow: AgentFlow, rst: boolean, now: number): void {
-    if (rst) this.discard(flow, 'rst');
-    else if (flow.lingering || (flow.cipher as FlowCipher).finished) {
-      // Every accepted segment while closing (a resent FIN or final ACK) restarts the linger.
-      flow.lingering = true;
-      flow.deadline = now + this.config.timers.lingerMs;
-    }
+    if (endsFlow(flow, rst, now, this.config.timers.lingerMs)) this.discard(flow, 'rst');
   }
 
   // ---- key delivery ---------------------------------------------------------------------
@@ -391,29 +363,16 @@ export class AgentEngine {
 
   get keyedFlowCount(): number {
     let n = 0;
-    for (const [, flow] of this.table.entries()) if (flow.cipher !== null && !flow.cipher.isZeroed) n++;
+    for (const [, flow] of this.table.entries()) if (isKeyed(flow)) n++;
     return n;
   }
 
   flows(now: number): AgentFlowStatus[] {
-    return [...this.table.entries()].map(([, f]) => ({
-      connId: f.connId.toString(16).padStart(16, '0'),
-      state: f.state,
-      client: `${ipAddressToString(f.tuple.clientAddr)}:${f.tuple.clientPort}`,
-      server: `${ipAddressToString(f.tuple.serverAddr)}:${f.tuple.serverPort}`,
-      ageMs: now - f.createdAt,
-      keyed: f.cipher !== null && !f.cipher.isZeroed,
-      lingering: f.lingering,
-    }));
+    return [...this.table.entries()].map(([, f]) => describeFlow(f, now));
   }
 
   debugCiphers(): FlowCipher[] {
     return [...this.table.entries()].flatMap(([, f]) => (f.cipher ? [f.cipher] : []));
-  }
-
-  /** Whether a packet's addresses belong to a protected destination (any port). */
-  private touchesProtected(addrs: { src: Uint8Array; dst: Uint8Array } | null): boolean {
-    return addrs !== null && (this.destinations.coversAddress(addrs.dst) || this.destinations.coversAddress(addrs.src));
   }
 
   private pass(): Verdict {

@@ -11,8 +11,9 @@ import { ActionQueue, HOLD, type KdcAnswer, PASS, type SideAction, type Verdict 
 import { Counters } from '../common/engine/counters';
 import { EndpointSet, type EndpointRule } from '../common/engine/endpoints';
 import { FlowCipher } from '../common/engine/flow-cipher';
-import { FlowTable, type TableEntry } from '../common/engine/flow-table';
-import { peekAddresses } from '../common/engine/peek';
+import { FlowTable } from '../common/engine/flow-table';
+import { type FlowStatus, type KeyedFlow, describeFlow, endsFlow, isKeyed } from '../common/engine/keyed-flow';
+import { admit } from '../common/engine/admission';
 import { resetReplyTo } from '../common/engine/reset';
 import { clampMss, removeOption } from '../common/engine/syn-options';
 import { bindingEqual } from '../common/protocol/binding';
@@ -24,7 +25,6 @@ import { sealIssueRequest } from '../common/protocol/kdc-request-auth';
 import { deriveFlowKeys } from '../common/protocol/key-schedule';
 import { type OptionConfig, Suite, TAG_OPTION_LEN, scanOptions, suiteBit } from '../common/protocol/options';
 import { type VersionedKey, openTicket } from '../common/protocol/ticket';
-import { ipAddressToString } from '../common/wire/address';
 import { canonicalFlowKey } from '../common/wire/flow-key';
 import { type IpView, parseIp } from '../common/wire/ip';
 import { rewriteTcp } from '../common/wire/packet';
@@ -52,16 +52,9 @@ export interface EngineDeps {
 
 export type GatewayFlowState = 'hello' | 'kdc' | 'confirm' | 'released' | 'established' | 'refused';
 
-interface GatewayFlow extends TableEntry {
-  key: string;
-  state: GatewayFlowState;
-  connId: bigint;
-  tuple: FlowTuple;
+interface GatewayFlow extends KeyedFlow<GatewayFlowState> {
   clientIsn: number;
-  createdAt: number;
-  /** Keying deadline, end of linger, or end of the refused tombstone. */
-  deadline: number;
-  lingering: boolean;
+  // `deadline` is the keying deadline, the end of the linger, or the end of the refused tombstone.
   heldSyn: Uint8Array | null;
   releasedSyn: Uint8Array | null;
   gatewayNonce: Uint8Array;
@@ -72,7 +65,6 @@ interface GatewayFlow extends TableEntry {
   clientPrincipal: string | null;
   requestId: string | null;
   transcript: Uint8Array | null;
-  cipher: FlowCipher | null;
 }
 
 const KEYING_STATES: ReadonlySet<GatewayFlowState> = new Set(['hello', 'kdc', 'confirm']);
@@ -102,15 +94,8 @@ export type GatewayCounter =
   | 'kd-unknown'
   | 'kdc-unknown-answer';
 
-export interface GatewayFlowStatus {
-  connId: string;
-  state: GatewayFlowState;
-  client: string;
-  server: string;
+export interface GatewayFlowStatus extends FlowStatus<GatewayFlowState> {
   clientPrincipal: string | null;
-  ageMs: number;
-  keyed: boolean;
-  lingering: boolean;
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
@@ -141,27 +126,17 @@ export class GatewayEngine {
 
   handlePacket(packet: Uint8Array, now: number): Verdict {
     this.counters.inc('packets');
-    const ipr = parseIp(packet);
-    if (!ipr.ok) return this.touchesProtected(peekAddresses(packet)) ? this.drop('malformed', 'malformed-ip') : this.malformed('ip');
-    const ip = ipr.value;
-    if (ip.protocol !== 6) return this.pass();
-    if (ip.isFragment) {
-      // Fragments carry no ports. TCP to a protected host never needs them (MSS is clamped, DF
-      // set), so there they are dropped; elsewhere they pass untouched.
-      if (this.touchesProtected(ip)) return this.drop('fragment-dropped', 'fragment');
-      return this.pass();
+    const a = admit(packet, this.services);
+    switch (a.kind) {
+      case 'pass':
+        return a.malformed === null ? this.pass() : this.malformed(a.malformed);
+      case 'drop':
+        return this.drop(a.reason === 'fragment' ? 'fragment-dropped' : 'malformed', a.reason);
+      case 'to':
+        return this.clientToServer(packet, a.ip, a.tcp, a.meta, now);
+      case 'from':
+        return this.serverToClient(packet, a.ip, a.tcp, a.meta, now);
     }
-    const tcpr = parseTcp(packet, ip.payloadOffset, ip.payloadLength);
-    if (!tcpr.ok) {
-      if (this.touchesProtected(ip)) return this.drop('malformed', 'malformed-tcp');
-      return this.malformed('tcp');
-    }
-    const tcp = tcpr.value;
-    const toService = this.services.match(ip.dst, tcp.dstPort);
-    if (toService !== undefined) return this.clientToServer(packet, ip, tcp, toService.meta, now);
-    const fromService = this.services.match(ip.src, tcp.srcPort);
-    if (fromService !== undefined) return this.serverToClient(packet, ip, tcp, fromService.meta, now);
-    return this.pass();
   }
 
   private clientToServer(packet: Uint8Array, ip: IpView, tcp: TcpView, mode: ServiceMode, now: number): Verdict {
@@ -214,15 +189,9 @@ export class GatewayEngine {
     return { kind: 'rewrite', packet: out.value.packet };
   }
 
-  /** After an accepted segment: an authenticated RST ends the flow, two FINs start the linger. */
+  /** After an accepted segment: an authenticated RST ends the flow; closed flows linger. */
   private afterSegment(flow: GatewayFlow, rst: boolean, now: number): void {
-    const cipher = flow.cipher as FlowCipher;
-    if (rst) this.discard(flow, 'rst');
-    else if (flow.lingering || cipher.finished) {
-      // Every accepted segment while closing (a resent FIN or final ACK) restarts the linger.
-      flow.lingering = true;
-      flow.deadline = now + this.config.timers.lingerMs;
-    }
+    if (endsFlow(flow, rst, now, this.config.timers.lingerMs)) this.discard(flow, 'rst');
   }
 
   private syn(packet: Uint8Array, ip: IpView, tcp: TcpView, mode: ServiceMode, key: string, flow: GatewayFlow | undefined, now: number): Verdict {
@@ -498,7 +467,7 @@ export class GatewayEngine {
   /** Flows holding keys right now (status shows zero once flows have ended, rule 5). */
   get keyedFlowCount(): number {
     let n = 0;
-    for (const [, flow] of this.table.entries()) if (flow.cipher !== null && !flow.cipher.isZeroed) n++;
+    for (const [, flow] of this.table.entries()) if (isKeyed(flow)) n++;
     return n;
   }
 
@@ -507,16 +476,7 @@ export class GatewayEngine {
   }
 
   flows(now: number): GatewayFlowStatus[] {
-    return [...this.table.entries()].map(([, f]) => ({
-      connId: f.connId.toString(16).padStart(16, '0'),
-      state: f.state,
-      client: `${ipAddressToString(f.tuple.clientAddr)}:${f.tuple.clientPort}`,
-      server: `${ipAddressToString(f.tuple.serverAddr)}:${f.tuple.serverPort}`,
-      clientPrincipal: f.clientPrincipal,
-      ageMs: now - f.createdAt,
-      keyed: f.cipher !== null && !f.cipher.isZeroed,
-      lingering: f.lingering,
-    }));
+    return [...this.table.entries()].map(([, f]) => ({ ...describeFlow(f, now), clientPrincipal: f.clientPrincipal }));
   }
 
   /** For tests of rule 5: the ciphers of all flows, live or not. */
@@ -525,11 +485,6 @@ export class GatewayEngine {
   }
 
   // ---- helpers --------------------------------------------------------------------------
-
-  /** Whether a packet's addresses belong to a protected host (any port). */
-  private touchesProtected(addrs: { src: Uint8Array; dst: Uint8Array } | null): boolean {
-    return addrs !== null && (this.services.coversAddress(addrs.dst) || this.services.coversAddress(addrs.src));
-  }
 
   private pass(): Verdict {
     this.counters.inc('pass');
