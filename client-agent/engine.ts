@@ -4,15 +4,15 @@
 //
 // Per flow:  syn-sent -> keying -> keyed -> established -> (linger) -> gone
 //                    \-> plaintext (opportunistic destination, SYN-ACK without the gateway's mark)
-import type { CryptoBackend } from '../common/crypto/backend';
 import { zeroize } from '../common/crypto/compare';
-import type { RandomSource } from '../common/crypto/random';
 import { ActionQueue, PASS, type SideAction, type Verdict } from '../common/engine/actions';
 import { Counters } from '../common/engine/counters';
 import { EndpointSet, type EndpointRule } from '../common/engine/endpoints';
 import { FlowCipher } from '../common/engine/flow-cipher';
 import { FlowTable } from '../common/engine/flow-table';
-import { type FlowStatus, type KeyedFlow, describeFlow, endsFlow, isKeyed } from '../common/engine/keyed-flow';
+import { type EngineDeps, type FlowStatus, type KeyedFlow, ciphersOf, describeFlow, endsFlow, keyedCount } from '../common/engine/keyed-flow';
+
+export type { EngineDeps } from '../common/engine/keyed-flow';
 import { admit } from '../common/engine/admission';
 import { resetInstead, resetReplyTo } from '../common/engine/reset';
 import { clampMss } from '../common/engine/syn-options';
@@ -45,11 +45,6 @@ export interface AgentEngineConfig {
   option: OptionConfig;
   limits: { maxFlows: number };
   timers: { lingerMs: number; idleTimeoutMs: number; maxClockSkewMs: number };
-}
-
-export interface EngineDeps {
-  backend: CryptoBackend;
-  random: RandomSource;
 }
 
 export type AgentFlowState = 'syn-sent' | 'keying' | 'keyed' | 'established' | 'plaintext';
@@ -361,18 +356,18 @@ export class AgentEngine {
     return this.table.size;
   }
 
+  /** Flows holding keys right now (zero once flows have ended, rule 5). */
   get keyedFlowCount(): number {
-    let n = 0;
-    for (const [, flow] of this.table.entries()) if (isKeyed(flow)) n++;
-    return n;
+    return keyedCount(this.table.entries());
   }
 
   flows(now: number): AgentFlowStatus[] {
     return [...this.table.entries()].map(([, f]) => describeFlow(f, now));
   }
 
+  /** For tests of rule 5: the ciphers of all flows, live or not. */
   debugCiphers(): FlowCipher[] {
-    return [...this.table.entries()].flatMap(([, f]) => (f.cipher ? [f.cipher] : []));
+    return ciphersOf(this.table.entries());
   }
 
   private pass(): Verdict {

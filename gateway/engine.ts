@@ -4,15 +4,15 @@
 //
 // Per flow:  hello -> kdc -> confirm -> released -> established -> (linger) -> gone
 //                 \______\________\-> refused (RST to the client; tombstone absorbs resent SYNs)
-import type { CryptoBackend } from '../common/crypto/backend';
 import { zeroize } from '../common/crypto/compare';
-import type { RandomSource } from '../common/crypto/random';
 import { ActionQueue, HOLD, type KdcAnswer, PASS, type SideAction, type Verdict } from '../common/engine/actions';
 import { Counters } from '../common/engine/counters';
 import { EndpointSet, type EndpointRule } from '../common/engine/endpoints';
 import { FlowCipher } from '../common/engine/flow-cipher';
 import { FlowTable } from '../common/engine/flow-table';
-import { type FlowStatus, type KeyedFlow, describeFlow, endsFlow, isKeyed } from '../common/engine/keyed-flow';
+import { type EngineDeps, type FlowStatus, type KeyedFlow, ciphersOf, describeFlow, endsFlow, keyedCount } from '../common/engine/keyed-flow';
+
+export type { EngineDeps } from '../common/engine/keyed-flow';
 import { admit } from '../common/engine/admission';
 import { resetReplyTo } from '../common/engine/reset';
 import { clampMss, removeOption } from '../common/engine/syn-options';
@@ -43,11 +43,6 @@ export interface GatewayEngineConfig {
   agentPort: number;
   limits: { maxFlows: number; maxPendingKeyings: number; maxKdcInFlight: number };
   timers: { keyingTimeoutMs: number; lingerMs: number; idleTimeoutMs: number; refusedHoldMs: number };
-}
-
-export interface EngineDeps {
-  backend: CryptoBackend;
-  random: RandomSource;
 }
 
 export type GatewayFlowState = 'hello' | 'kdc' | 'confirm' | 'released' | 'established' | 'refused';
@@ -464,11 +459,9 @@ export class GatewayEngine {
     return this.table.size;
   }
 
-  /** Flows holding keys right now (status shows zero once flows have ended, rule 5). */
+  /** Flows holding keys right now (zero once flows have ended, rule 5). */
   get keyedFlowCount(): number {
-    let n = 0;
-    for (const [, flow] of this.table.entries()) if (isKeyed(flow)) n++;
-    return n;
+    return keyedCount(this.table.entries());
   }
 
   get pendingKeyingCount(): number {
@@ -481,7 +474,7 @@ export class GatewayEngine {
 
   /** For tests of rule 5: the ciphers of all flows, live or not. */
   debugCiphers(): FlowCipher[] {
-    return [...this.table.entries()].flatMap(([, f]) => (f.cipher ? [f.cipher] : []));
+    return ciphersOf(this.table.entries());
   }
 
   // ---- helpers --------------------------------------------------------------------------

@@ -50,8 +50,4 @@ export class ActionQueue {
     this.queue = [];
     return out;
   }
-
-  get pending(): number {
-    return this.queue.length;
-  }
 }

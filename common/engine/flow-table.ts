@@ -1,4 +1,4 @@
-// A bounded table of flows with idle expiry (DESIGN rule 8). Only flows that asked for encryption
+// A bounded table of flows (DESIGN rule 8); the engines' timers expire idle entries. Only flows that asked for encryption
 // live here; plaintext flows are never tracked, so a flood of them costs nothing.
 
 export interface TableEntry {
@@ -40,16 +40,6 @@ export class FlowTable<K, F extends TableEntry> {
     const flow = this.flows.get(key);
     if (flow) this.flows.delete(key);
     return flow;
-  }
-
-  /** Removes and returns every flow idle for longer than `idleMs` at `now`. */
-  expireIdle(now: number, idleMs: number): Array<[K, F]> {
-    const expired: Array<[K, F]> = [];
-    for (const [key, flow] of this.flows) {
-      if (now - flow.lastActivity > idleMs) expired.push([key, flow]);
-    }
-    for (const [key] of expired) this.flows.delete(key);
-    return expired;
   }
 
   entries(): IterableIterator<[K, F]> {

@@ -1,9 +1,17 @@
 // What a flow of either role holds once it asked for encryption, and the bookkeeping both roles
 // do the same way: closing (linger) and what `status` shows.
+import type { CryptoBackend } from '../crypto/backend';
+import type { RandomSource } from '../crypto/random';
 import type { FlowTuple } from '../protocol/codec';
 import { ipAddressToString } from '../wire/address';
 import type { FlowCipher } from './flow-cipher';
 import type { TableEntry } from './flow-table';
+
+/** What an engine is given instead of reaching for globals: crypto, and randomness. */
+export interface EngineDeps {
+  backend: CryptoBackend;
+  random: RandomSource;
+}
 
 export interface KeyedFlow<State extends string> extends TableEntry {
   key: string;
@@ -43,6 +51,18 @@ export function endsFlow(flow: KeyedFlow<string>, rst: boolean, now: number, lin
 
 export function isKeyed(flow: KeyedFlow<string>): boolean {
   return flow.cipher !== null && !flow.cipher.isZeroed;
+}
+
+/** How many flows hold live keys (status shows zero once flows have ended, rule 5). */
+export function keyedCount(flows: Iterable<[unknown, KeyedFlow<string>]>): number {
+  let n = 0;
+  for (const [, flow] of flows) if (isKeyed(flow)) n++;
+  return n;
+}
+
+/** For tests of rule 5: the ciphers of all flows, live or not. */
+export function ciphersOf(flows: Iterable<[unknown, KeyedFlow<string>]>): FlowCipher[] {
+  return [...flows].flatMap(([, f]) => (f.cipher ? [f.cipher] : []));
 }
 
 const endpoint = (addr: Uint8Array, port: number): string => (addr.length === 16 ? `[${ipAddressToString(addr)}]:${port}` : `${ipAddressToString(addr)}:${port}`);

@@ -30,8 +30,4 @@ export class StreamOffset {
   advance(offsetEnd: number): void {
     if (offsetEnd > this.highest) this.highest = offsetEnd;
   }
-
-  get highestSeen(): number {
-    return this.highest;
-  }
 }
