@@ -23,17 +23,16 @@
 // servername } or true), keyPrefix, db (standalone/sentinel), sentinelUsername,
 // sentinelPassword(Env), timeoutMs, connectTimeoutMs, maxPending, waitForReplicas.
 // Embedded options besides path: compactAfterRecords, lockTimeoutMs.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { BackendName } from '../common/crypto/backend';
 import type { MasterKeySource } from './master-key';
 import type { StoreConfig } from './store';
-import type { RedisEndpoint, RedisStoreOptions } from './store/redis';
+import type { RedisStoreOptions } from './store/redis';
+import { ConfigError, type HostPort, Walker, hostProblem, joinPath as join } from '../common/config/walker';
+import { readConfigJson } from '../common/config/file';
 
-export interface HostPort {
-  host: string;
-  port: number;
-}
+// Shared with the gateway and agent configs; re-exported for the kdc files and CLI that import them here.
+export { ConfigError, type HostPort, formatHostPort, parseHostPort } from '../common/config/walker';
 
 export interface KdcConfig {
   listen: { kdc: HostPort[]; metrics: HostPort | null };
@@ -55,135 +54,6 @@ export const DEFAULT_CONFIG_PATH = '/etc/ciphergate/kdc.json';
 export const DEFAULT_STORE_PATH = '/var/lib/ciphergate/kdc';
 export const DEFAULT_STASH_PATH = '/etc/ciphergate/kdc/master.key';
 export const DEFAULT_KDC_PORT = 7391;
-
-export class ConfigError extends Error {
-  constructor(
-    readonly where: string,
-    readonly problems: string[],
-  ) {
-    super(`${where}: ${problems.length === 1 ? problems[0] : `${problems.length} problems:\n  ${problems.join('\n  ')}`}`);
-    this.name = 'ConfigError';
-  }
-}
-
-const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-const IPV4_RE = /^(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$/;
-
-function hostProblem(host: string): string | null {
-  if (host.includes(':')) return /^[0-9A-Fa-f:.]+$/.test(host) ? null : `${JSON.stringify(host)} is not an IPv6 address`;
-  if (IPV4_RE.test(host) || HOSTNAME_RE.test(host)) return null;
-  return `${JSON.stringify(host)} is not a host name or IP address`;
-}
-
-/** Parses `host:port` or `[v6]:port`; an error string names the problem. */
-export function parseHostPort(text: string): HostPort | string {
-  let host: string;
-  let portText: string;
-  if (text.startsWith('[')) {
-    const close = text.indexOf(']');
-    if (close < 0 || text[close + 1] !== ':') return `${JSON.stringify(text)}: expected [IPv6]:port`;
-    host = text.slice(1, close);
-    portText = text.slice(close + 2);
-  } else {
-    const colon = text.lastIndexOf(':');
-    if (colon < 0) return `${JSON.stringify(text)}: expected host:port`;
-    host = text.slice(0, colon);
-    portText = text.slice(colon + 1);
-    if (host.includes(':')) return `${JSON.stringify(text)}: write IPv6 addresses as [addr]:port`;
-  }
-  const hp = hostProblem(host);
-  if (hp) return `${JSON.stringify(text)}: ${hp}`;
-  if (!/^[0-9]{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) return `${JSON.stringify(text)}: port must be 1..65535`;
-  return { host, port: Number(portText) };
-}
-
-export function formatHostPort(h: HostPort): string {
-  return h.host.includes(':') ? `[${h.host}]:${h.port}` : `${h.host}:${h.port}`;
-}
-
-/** Collects problems while walking the JSON. Getters return undefined when a value is absent or bad. */
-class Walker {
-  readonly problems: string[] = [];
-  constructor(
-    readonly baseDir: string,
-    readonly env: NodeJS.ProcessEnv,
-  ) {}
-
-  bad(at: string, what: string): undefined {
-    this.problems.push(`${at}: ${what}`);
-    return undefined;
-  }
-
-  /** An object with only `keys` (unknown keys are reported, to catch typos); undefined when absent. */
-  obj(at: string, x: unknown, keys: readonly string[]): Record<string, unknown> | undefined {
-    if (x === undefined) return undefined;
-    if (typeof x !== 'object' || x === null || Array.isArray(x)) return this.bad(at, 'expected an object');
-    const o = x as Record<string, unknown>;
-    for (const k of Object.keys(o)) if (!keys.includes(k)) this.bad(join(at, k), `unknown field (expected one of ${keys.join(', ')})`);
-    return o;
-  }
-
-  int(at: string, x: unknown, min: number, max: number, def: number): number {
-    if (x === undefined) return def;
-    if (!Number.isSafeInteger(x) || (x as number) < min || (x as number) > max) {
-      this.bad(at, `expected integer ${min}..${max}`);
-      return def;
-    }
-    return x as number;
-  }
-
-  str(at: string, x: unknown, def?: string): string | undefined {
-    if (x === undefined) return def;
-    if (typeof x !== 'string' || x === '') return this.bad(at, 'expected a non-empty string');
-    return x;
-  }
-
-  path(at: string, x: unknown, def?: string): string | undefined {
-    const s = this.str(at, x, def);
-    return s === undefined ? undefined : path.resolve(this.baseDir, s);
-  }
-
-  hostPort(at: string, x: unknown): HostPort | undefined {
-    if (typeof x !== 'string') return this.bad(at, 'expected "host:port"');
-    const hp = parseHostPort(x);
-    return typeof hp === 'string' ? this.bad(at, hp) : hp;
-  }
-
-  endpoint(at: string, x: unknown): RedisEndpoint | undefined {
-    const o = this.obj(at, x, ['host', 'port']);
-    if (!o) return x === undefined ? this.bad(at, 'expected { "host": ..., "port": ... }') : undefined;
-    const host = this.str(join(at, 'host'), o.host);
-    if (host === undefined && o.host === undefined) this.bad(join(at, 'host'), 'required');
-    const hp = host === undefined ? null : hostProblem(host);
-    if (hp) this.bad(join(at, 'host'), hp);
-    if (o.port === undefined) return this.bad(join(at, 'port'), 'required');
-    const before = this.problems.length;
-    const port = this.int(join(at, 'port'), o.port, 1, 65535, 0);
-    return host === undefined || hp || this.problems.length > before ? undefined : { host, port };
-  }
-
-  endpoints(at: string, x: unknown): RedisEndpoint[] {
-    if (!Array.isArray(x) || x.length === 0) {
-      this.bad(at, 'expected a non-empty array of { "host": ..., "port": ... }');
-      return [];
-    }
-    if (x.length > 64) this.bad(at, 'at most 64 entries');
-    return x.flatMap((e, i) => this.endpoint(`${at}[${i}]`, e) ?? []);
-  }
-
-  /** A secret given inline or through an environment variable (`<name>` or `<name>Env`). */
-  secret(at: string, o: Record<string, unknown>, name: string): string | undefined {
-    const inline = this.str(join(at, name), o[name]);
-    const envName = this.str(join(at, `${name}Env`), o[`${name}Env`]);
-    if (inline !== undefined && envName !== undefined) return this.bad(join(at, name), `give ${name} or ${name}Env, not both`);
-    if (envName === undefined) return inline;
-    const v = this.env[envName];
-    if (v === undefined || v === '') return this.bad(join(at, `${name}Env`), `environment variable ${envName} is not set`);
-    return v;
-  }
-}
-
-const join = (at: string, k: string) => (at === '' ? k : `${at}.${k}`);
 
 function masterKeySource(w: Walker, at: string, x: unknown): MasterKeySource | undefined {
   const o = w.obj(at, x, at === 'masterKey' ? ['file', 'env', 'additional'] : ['file', 'env']);
@@ -347,18 +217,6 @@ export function validateKdcConfig(json: unknown, opts: { where?: string; baseDir
 
 /** Reads and validates a config file. */
 export function loadKdcConfig(file: string, env: NodeJS.ProcessEnv = process.env): KdcConfig {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new ConfigError(`config ${file}`, [code === 'ENOENT' ? 'no such file' : (e as Error).message]);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(`config ${file}`, [`not valid JSON: ${(e as Error).message}`]);
-  }
-  return validateKdcConfig(json, { where: `config ${file}`, baseDir: path.dirname(path.resolve(file)), env });
+  const doc = readConfigJson(file);
+  return validateKdcConfig(doc.json, { where: doc.where, baseDir: doc.baseDir, env });
 }
