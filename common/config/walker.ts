@@ -67,6 +67,12 @@ export class Walker {
     readonly env: NodeJS.ProcessEnv = {},
   ) {}
 
+  /** `value` when nothing was wrong; otherwise a ConfigError with every problem. */
+  result<T>(value: T, where = 'config'): T {
+    if (this.problems.length > 0) throw new ConfigError(where, this.problems);
+    return value;
+  }
+
   bad(at: string, what: string): undefined {
     this.problems.push(`${at}: ${what}`);
     return undefined;
@@ -97,6 +103,18 @@ export class Walker {
       return def;
     }
     return x as number;
+  }
+
+  /** An object of integer fields, each `[min, max, default]`; `{}` or absent gives every default. */
+  ints<K extends string>(at: string, x: unknown, spec: Readonly<Record<K, readonly [number, number, number]>>): Record<K, number> {
+    const keys = Object.keys(spec) as K[];
+    const o = this.obj(at, x, keys) ?? {};
+    const out = {} as Record<K, number>;
+    for (const k of keys) {
+      const [min, max, def] = spec[k];
+      out[k] = this.int(joinPath(at, k), o[k], min, max, def);
+    }
+    return out;
   }
 
   str(at: string, x: unknown, def?: string): string | undefined {
