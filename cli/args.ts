@@ -5,12 +5,16 @@ export interface FlagSpec {
   values?: readonly string[];
   /** Boolean flags (`--json`). */
   booleans?: readonly string[];
+  /** Value flags that may be given more than once; every value is kept in `all`. */
+  repeatable?: readonly string[];
 }
 
 export interface ParsedArgs {
   values: Map<string, string>;
   booleans: Set<string>;
   positionals: string[];
+  /** Every value of each repeatable flag, in order. */
+  all?: Map<string, string[]>;
 }
 
 /** Parses argv against a declared set of flags; an unknown flag is a UsageError that names it. */
@@ -33,6 +37,10 @@ export function parseArgs(argv: readonly string[], spec: FlagSpec): ParsedArgs {
       const value = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
       if (value === undefined) throw new UsageError(`--${name} needs a value`);
       out.values.set(name, value);
+      if (spec.repeatable?.includes(name)) {
+        out.all ??= new Map();
+        out.all.set(name, [...(out.all.get(name) ?? []), value]);
+      }
     } else {
       throw new UsageError(`unknown option --${name}`);
     }

@@ -4,10 +4,13 @@ import type { Command } from './command';
 // and a command's dependencies load only when it runs.
 /* eslint-disable @typescript-eslint/no-require-imports */
 export const commands: Record<string, () => Command> = {
+  agent: () => require('./commands/agent').command,
   bench: () => require('./commands/bench').command,
   demo: () => require('./commands/demo').command,
+  gateway: () => require('./commands/gateway').command,
   kdc: () => require('./commands/kdc').command,
   'kdc-admin': () => require('./commands/kdc-admin').command,
   'kdc-client': () => require('./commands/kdc-client').command,
   replay: () => require('./commands/replay').command,
+  status: () => require('./commands/status').command,
 };

@@ -87,12 +87,12 @@ export type AgentFlowStatus = FlowStatus<AgentFlowState>;
 export class AgentEngine {
   readonly counters = new Counters<AgentCounter | `kd-rejected:${string}` | `discarded:${string}` | `dropped:${string}`>();
   private readonly actions = new ActionQueue();
-  private readonly destinations: EndpointSet<Destination>;
+  private destinations: EndpointSet<Destination>;
   private readonly table: FlowTable<string, AgentFlow>;
   private readonly byConnId = new Map<bigint, AgentFlow>();
 
   constructor(
-    private readonly config: AgentEngineConfig,
+    private config: AgentEngineConfig,
     private readonly deps: EngineDeps,
   ) {
     if (config.keys.length === 0) throw new RangeError('agent needs at least one long-term key');
@@ -348,6 +348,22 @@ export class AgentEngine {
       else if (now - flow.lastActivity > this.config.timers.idleTimeoutMs) due.push([flow, 'idle']);
     }
     for (const [flow, why] of due) this.discard(flow, why);
+  }
+
+  // ---- operations -----------------------------------------------------------------------
+
+  /**
+   * Takes a reloaded config (SIGHUP): new destinations, keys, timers and option apply to flows that
+   * start from now on; flows already keyed keep their ciphers. The flow-table size stays.
+   */
+  reconfigure(next: AgentEngineConfig): void {
+    this.config = next;
+    this.destinations = new EndpointSet(next.destinations);
+  }
+
+  /** Discards every flow and zeroes its keys (the daemon is stopping). */
+  discardAll(_now: number): void {
+    for (const [, flow] of [...this.table.entries()]) this.discard(flow, 'shutdown');
   }
 
   // ---- introspection --------------------------------------------------------------------

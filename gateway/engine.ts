@@ -98,14 +98,14 @@ const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byt
 export class GatewayEngine {
   readonly counters = new Counters<GatewayCounter | `refused:${string}` | `discarded:${string}` | `malformed:${string}`>();
   private readonly actions = new ActionQueue();
-  private readonly services: EndpointSet<ServiceMode>;
+  private services: EndpointSet<ServiceMode>;
   private readonly table: FlowTable<string, GatewayFlow>;
   private readonly byConnId = new Map<bigint, GatewayFlow>();
   private readonly byRequestId = new Map<string, GatewayFlow>();
   private pendingKeyings = 0;
 
   constructor(
-    private readonly config: GatewayEngineConfig,
+    private config: GatewayEngineConfig,
     private readonly deps: EngineDeps,
   ) {
     this.services = new EndpointSet(config.services);
@@ -451,6 +451,22 @@ export class GatewayEngine {
         this.refuse(flow, why);
       } else this.discard(flow, why);
     }
+  }
+
+  // ---- operations -----------------------------------------------------------------------
+
+  /**
+   * Takes a reloaded config (SIGHUP): new services, keys, timers and option apply to flows that
+   * start from now on; flows already keyed keep their ciphers. The flow-table size stays.
+   */
+  reconfigure(next: GatewayEngineConfig): void {
+    this.config = next;
+    this.services = new EndpointSet(next.services);
+  }
+
+  /** Discards every flow and zeroes its keys (the daemon is stopping). */
+  discardAll(_now: number): void {
+    for (const [, flow] of [...this.table.entries()]) this.discard(flow, 'shutdown');
   }
 
   // ---- introspection --------------------------------------------------------------------

@@ -1,0 +1,49 @@
+import { DEFAULT_AGENT_CONFIG_PATH, loadAgentConfig } from '../../client-agent/config';
+import { AgentDaemon } from '../../client-agent/daemon';
+import { jsonLogger, runUntilSignalled } from '../../runtime/daemon-kit';
+import { parseArgs } from '../args';
+import { type Command, UsageError } from '../command';
+
+const usage = `usage: ciphergate agent [--config FILE] [--check]
+
+Runs the client agent: it marks SYNs to protected destinations with the encryption request,
+takes the session key a gateway delivers (port 7390 by default), and encrypts client-to-server
+and decrypts server-to-client payloads. NFQUEUE in OUTPUT and INPUT, with steering rules the
+agent installs itself.
+
+--config FILE   agent config (JSON; default ${DEFAULT_AGENT_CONFIG_PATH}); see docs/OPERATIONS.md
+--check         validate the config and run the start-up checks, then exit
+
+Refuses to start, saying how to fix it, when offloads are on for a data interface, privileges
+(CAP_NET_ADMIN, CAP_NET_RAW) are missing, or a kernel feature it needs is absent.
+Logs are JSON lines on stdout. SIGHUP reloads destinations and keys without dropping flows.
+SIGTERM discards all keys and exits 0. \`ciphergate status\` shows flows and counters.`;
+
+export const command: Command = {
+  name: 'agent',
+  summary: 'run the client agent (host mode, NFQUEUE)',
+  usage,
+  async run(argv) {
+    const args = parseArgs(argv, { values: ['config'], booleans: ['check'] });
+    if (args.positionals.length > 0) throw new UsageError(`unexpected argument '${args.positionals[0]}'`);
+    const file = args.values.get('config') ?? DEFAULT_AGENT_CONFIG_PATH;
+    const config = loadAgentConfig(file);
+    const log = jsonLogger(process.stdout, config.log.level, { role: 'agent' });
+    const { runStartupChecks, agentNeeds } = await import('../../runtime/checks');
+    await runStartupChecks(agentNeeds(config));
+    if (args.booleans.has('check')) {
+      process.stdout.write(`config ${file} is valid and this host passes the start-up checks\n`);
+      return 0;
+    }
+    const daemon = await AgentDaemon.start(config, log);
+    await runUntilSignalled(log, {
+      reload: () => daemon.reload(loadAgentConfig(file)),
+      stop: async (signal) => {
+        log('info', 'agent-stopping', { signal });
+        await daemon.stop();
+      },
+    });
+    setTimeout(() => process.exit(0), 1000).unref();
+    return 0;
+  },
+};

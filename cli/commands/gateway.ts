@@ -1,0 +1,53 @@
+import { DEFAULT_GATEWAY_CONFIG_PATH, loadGatewayConfig } from '../../gateway/config';
+import { GatewayDaemon } from '../../gateway/daemon';
+import { jsonLogger, runUntilSignalled } from '../../runtime/daemon-kit';
+import { parseArgs } from '../args';
+import { type Command, UsageError } from '../command';
+
+const usage = `usage: ciphergate gateway [--config FILE] [--check]
+
+Runs the gateway in front of protected services: it holds each SYN that asks for encryption,
+keys the flow with the client's agent and the KDC, then decrypts client-to-server and encrypts
+server-to-client payloads. Modes (config "mode"): router and host use NFQUEUE with steering
+rules the gateway installs itself; bridge captures on two interfaces with no IP address.
+
+--config FILE   gateway config (JSON; default ${DEFAULT_GATEWAY_CONFIG_PATH}); see docs/OPERATIONS.md
+--check         validate the config and run the start-up checks, then exit
+
+Refuses to start, saying how to fix it, when offloads are on for a data interface, privileges
+(CAP_NET_ADMIN, CAP_NET_RAW) are missing, or a kernel feature it needs is absent.
+Logs are JSON lines on stdout. SIGHUP reloads services, keys and KDC endpoints without dropping
+established flows. SIGTERM lets keyings in progress finish, discards all keys and exits 0.
+\`ciphergate status\` shows flows and counters.`;
+
+export const command: Command = {
+  name: 'gateway',
+  summary: 'run the gateway datapath (router, host or bridge mode)',
+  usage,
+  async run(argv) {
+    const args = parseArgs(argv, { values: ['config'], booleans: ['check'] });
+    if (args.positionals.length > 0) throw new UsageError(`unexpected argument '${args.positionals[0]}'`);
+    const file = args.values.get('config') ?? DEFAULT_GATEWAY_CONFIG_PATH;
+    const config = loadGatewayConfig(file);
+    const log = jsonLogger(process.stdout, config.log.level, { role: 'gateway' });
+    const { runStartupChecks, gatewayNeeds } = await import('../../runtime/checks');
+    await runStartupChecks(gatewayNeeds(config));
+    if (args.booleans.has('check')) {
+      process.stdout.write(`config ${file} is valid and this host passes the start-up checks\n`);
+      return 0;
+    }
+    const daemon = await GatewayDaemon.start(config, {
+      log,
+      bridgeDatapath: (c, onError) => new (require('../../runtime/bridge-datapath') as typeof import('../../runtime/bridge-datapath')).BridgeDatapath(c, onError),
+    });
+    await runUntilSignalled(log, {
+      reload: () => daemon.reload(loadGatewayConfig(file)),
+      stop: async (signal) => {
+        log('info', 'gateway-stopping', { signal });
+        await daemon.stop();
+      },
+    });
+    setTimeout(() => process.exit(0), 1000).unref();
+    return 0;
+  },
+};

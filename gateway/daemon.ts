@@ -1,0 +1,178 @@
+// The gateway daemon: the gateway engine on a live datapath (NFQUEUE in host and router mode,
+// capture interfaces in bridge mode), the key-delivery dialer, the KDC client with endpoint
+// failover, the control socket and /metrics. SIGHUP reloads services, policy and keys without
+// touching established flows; SIGTERM lets keyings in progress finish, then discards every flow
+// (zeroing its keys) and exits. The steering rules stay installed after exit, so a stopped
+// gateway fails closed: protected services are unreachable, never reachable in plaintext.
+import { getBackend } from '../common/crypto';
+import { systemRandom } from '../common/crypto/random';
+import { formatHostPort } from '../common/config/walker';
+import { KdcClient } from '../kdc/client';
+import { type Datapath, EngineDriver } from '../runtime/engine-driver';
+import { engineRegistry } from '../runtime/engine-metrics';
+import { KdDialer } from '../runtime/kd-transport';
+import { NfqueueDatapath } from '../runtime/nfqueue-datapath';
+import { Steering, gatewayRules } from '../runtime/steering';
+import { type Log, type OpsEndpoints, countBy, serveOps } from '../runtime/daemon-kit';
+import type { Registry } from 'prom-client';
+import { type GatewayConfig, toEngineConfig } from './config';
+import { GatewayEngine } from './engine';
+
+export interface GatewayDaemonOptions {
+  log: Log;
+  /** Builds the bridge-mode datapath (loaded lazily: it needs the `cap` addon). */
+  bridgeDatapath?: (c: GatewayConfig, onError: (r: string) => void) => Datapath;
+}
+
+export class GatewayDaemon {
+  readonly engine: GatewayEngine;
+  private readonly driver: EngineDriver;
+  private readonly dialer: KdDialer;
+  private kdc: KdcClient;
+  private readonly datapath: Datapath;
+  private steering: Steering | null = null;
+  private ops: OpsEndpoints | null = null;
+  private registry: Registry | null = null;
+  private readonly startedAt = Date.now();
+
+  private constructor(
+    private config: GatewayConfig,
+    private readonly o: GatewayDaemonOptions,
+  ) {
+    const log = o.log;
+    this.engine = new GatewayEngine(toEngineConfig(config), { backend: getBackend(config.cryptoBackend), random: systemRandom });
+    this.kdc = newKdcClient(config);
+    this.dialer = new KdDialer(
+      { message: (connId, m) => this.driver.kdMessage(connId, m), failure: (connId, reason) => this.driver.kdFailure(connId, reason) },
+      { connectTimeoutMs: Math.min(1000, config.timers.keyingTimeoutMs), idleMs: 60_000 },
+    );
+    const onError = (reason: string) => log('warn', 'datapath-error', { reason });
+    if (config.mode === 'bridge') {
+      if (o.bridgeDatapath === undefined) throw new Error('bridge mode is not available in this build');
+      this.datapath = o.bridgeDatapath(config, onError);
+    } else {
+      const q = config.nfqueue as { queue: number; workers: number };
+      this.datapath = new NfqueueDatapath([q.queue], config.timers.keyingTimeoutMs + 1000, onError);
+    }
+    this.driver = new EngineDriver(this.engine, {
+      sink: this.datapath,
+      kd: { open: (connId, agent, hello) => this.dialer.open(connId, agent, hello), send: (c, m) => this.dialer.send(c, m), close: (c) => this.dialer.close(c) },
+      kdc: { request: (frame) => this.kdc.request(frame) },
+      log,
+      onTick: (now) => this.datapath.tick(now),
+    });
+  }
+
+  static async start(config: GatewayConfig, o: GatewayDaemonOptions): Promise<GatewayDaemon> {
+    const d = new GatewayDaemon(config, o);
+    try {
+      d.datapath.start(d.driver);
+      if (config.mode !== 'bridge') {
+        d.steering = await Steering.detect();
+        await d.steering.apply(d.rules(config));
+      }
+      d.driver.start();
+      d.ops = await serveOps({
+        control: config.control,
+        metrics: config.metrics,
+        status: () => d.status(),
+        registry: () => (d.registry ??= d.metricsRegistry()),
+        readiness: () => ({ ready: true, problems: [] }),
+      });
+    } catch (e) {
+      d.driver.stop();
+      d.datapath.close();
+      d.dialer.closeAll();
+      d.kdc.close();
+      throw e;
+    }
+    o.log('info', 'gateway-started', {
+      principal: config.principal,
+      kvno: config.key.kvno,
+      mode: config.mode,
+      services: config.services.map((s) => `${s.endpoint} ${s.meta}`),
+      kdc: config.kdc.endpoints.map(formatHostPort),
+      steering: d.steering?.backend ?? 'capture',
+    });
+    return d;
+  }
+
+  private rules(c: GatewayConfig) {
+    const q = c.nfqueue as { queue: number; workers: number };
+    return gatewayRules(c.mode === 'host' ? 'host' : 'router', c.services, { first: q.queue, count: 1 });
+  }
+
+  /** SIGHUP: services, keys, timers and KDC endpoints from the new config; flows stay. */
+  async reload(next: GatewayConfig): Promise<void> {
+    const fixed = ['mode', 'nfqueue', 'bridge', 'control', 'metrics', 'agentPort'] as const;
+    for (const f of fixed) {
+      if (JSON.stringify(next[f]) !== JSON.stringify(this.config[f])) throw new Error(`${f} cannot change on reload; restart the gateway`);
+    }
+    this.engine.reconfigure(toEngineConfig(next));
+    if (this.steering !== null) await this.steering.apply(this.rules(next));
+    if (JSON.stringify(next.kdc) !== JSON.stringify(this.config.kdc)) {
+      const old = this.kdc;
+      this.kdc = newKdcClient(next);
+      setTimeout(() => old.close(), 5000).unref();
+    }
+    this.config = next;
+    this.o.log('info', 'gateway-reloaded', { kvno: next.key.kvno, services: next.services.map((s) => `${s.endpoint} ${s.meta}`) });
+  }
+
+  /** SIGTERM: let keyings in progress finish (bounded), then discard every flow and its keys. */
+  async stop(drainMs = this.config.timers.keyingTimeoutMs): Promise<void> {
+    const until = Date.now() + drainMs;
+    while (this.engine.pendingKeyingCount > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    this.driver.stop();
+    this.engine.discardAll(this.driver.now());
+    this.engine.takeActions();
+    this.datapath.close();
+    this.dialer.closeAll();
+    this.kdc.close();
+    await this.ops?.close();
+    this.o.log('info', 'gateway-stopped', { keyedFlows: this.engine.keyedFlowCount });
+  }
+
+  status(): Record<string, unknown> {
+    const now = this.driver.now();
+    const flows = this.engine.flows(now);
+    return {
+      role: 'gateway',
+      principal: this.config.principal,
+      kvno: this.config.key.kvno,
+      mode: this.config.mode,
+      pid: process.pid,
+      uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+      steering: this.steering?.backend ?? 'capture',
+      queues: this.config.nfqueue,
+      services: this.config.services.map((s) => ({ endpoint: s.endpoint, mode: s.meta })),
+      kdc: { endpoints: this.config.kdc.endpoints.map(formatHostPort), inFlight: this.driver.kdcInFlight },
+      keyDelivery: { connections: this.dialer.connections },
+      flowCount: flows.length,
+      keyedFlows: this.engine.keyedFlowCount,
+      keyingsInProgress: this.engine.pendingKeyingCount,
+      held: this.datapath.heldCount,
+      flowStates: countBy(flows),
+      flows,
+      counters: this.engine.counters.snapshot(),
+      datapath: this.datapath.stats,
+    };
+  }
+
+  private metricsRegistry(): Registry {
+    return engineRegistry({
+      role: 'gateway',
+      counters: () => this.engine.counters.snapshot(),
+      flowStates: () => countBy(this.engine.flows(this.driver.now())),
+      keyedFlows: () => this.engine.keyedFlowCount,
+      keyingsInProgress: () => this.engine.pendingKeyingCount,
+      datapath: () => this.datapath.stats,
+      kdConnections: () => this.dialer.connections,
+      kdcInFlight: () => this.driver.kdcInFlight,
+    });
+  }
+}
+
+function newKdcClient(c: GatewayConfig): KdcClient {
+  return new KdcClient({ endpoints: c.kdc.endpoints.map(formatHostPort), timeoutMs: c.kdc.timeoutMs });
+}

@@ -1,0 +1,84 @@
+// What the gateway and agent daemons share around their engines: JSON logs, the control socket
+// and the operators' HTTP port, and the signal handling (SIGHUP reloads, SIGTERM/SIGINT stop).
+import type { Registry } from 'prom-client';
+import type { HostPort } from '../common/config/walker';
+import type { LogLevel } from '../common/config/daemon';
+import { ControlServer } from './control';
+import { OpsHttpServer } from './ops-http';
+
+export type Log = (level: 'debug' | 'info' | 'warn' | 'error', event: string, fields?: Record<string, unknown>) => void;
+
+const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
+/** JSON lines on `out`. Callers never pass key material; fields are plain values. */
+export function jsonLogger(out: NodeJS.WritableStream, minLevel: LogLevel, base: Record<string, unknown> = {}): Log {
+  return (level, event, fields = {}) => {
+    if (RANK[level] < RANK[minLevel]) return;
+    out.write(`${JSON.stringify({ ts: new Date().toISOString(), level, event, ...base, ...fields }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}\n`);
+  };
+}
+
+export interface OpsEndpoints {
+  control: ControlServer | null;
+  http: OpsHttpServer | null;
+  close(): Promise<void>;
+}
+
+export async function serveOps(o: {
+  control: string | null;
+  metrics: HostPort | null;
+  status: () => unknown;
+  registry: () => Registry;
+  readiness: () => { ready: boolean; problems: string[] };
+}): Promise<OpsEndpoints> {
+  const control = o.control === null ? null : new ControlServer(o.control, o.status);
+  await control?.listen();
+  const http = o.metrics === null ? null : new OpsHttpServer({ host: o.metrics.host, port: o.metrics.port, registry: o.registry, readiness: o.readiness });
+  try {
+    await http?.listen();
+  } catch (e) {
+    await control?.close();
+    throw new Error(`metrics ${o.metrics?.host}:${o.metrics?.port}: ${(e as Error).message}`);
+  }
+  return {
+    control,
+    http,
+    async close() {
+      await Promise.all([control?.close(), http?.close()]);
+    },
+  };
+}
+
+/** Runs until SIGTERM/SIGINT; SIGHUP calls reload (errors are logged, the old config stays). */
+export function runUntilSignalled(log: Log, handlers: { reload(): Promise<void>; stop(signal: string): Promise<void> }): Promise<void> {
+  return new Promise((resolve) => {
+    let reloading = Promise.resolve();
+    const onHup = () => {
+      reloading = reloading.then(() =>
+        handlers.reload().then(
+          () => log('info', 'reloaded'),
+          (e: unknown) => log('error', 'reload-failed', { error: e instanceof Error ? e.message : String(e), kept: 'previous config' }),
+        ),
+      );
+    };
+    const onStop = (signal: NodeJS.Signals) => {
+      process.off('SIGTERM', onStop);
+      process.off('SIGINT', onStop);
+      process.off('SIGHUP', onHup);
+      void reloading.then(() => handlers.stop(signal)).then(resolve, (e: unknown) => {
+        log('error', 'stop-failed', { error: e instanceof Error ? e.message : String(e) });
+        resolve();
+      });
+    };
+    process.on('SIGHUP', onHup);
+    process.on('SIGTERM', onStop);
+    process.on('SIGINT', onStop);
+  });
+}
+
+/** Counts a list of states into { state: n }. */
+export function countBy<T extends string>(items: readonly { state: T }[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const i of items) out[i.state] = (out[i.state] ?? 0) + 1;
+  return out;
+}

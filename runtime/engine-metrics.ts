@@ -1,0 +1,65 @@
+// Prometheus metrics of a datapath daemon, read from the engine when scraped: the engine's
+// named counters (a fixed set per role, so cardinality is bounded), flows by state, keys held,
+// keyings in progress and the datapath's verdict counts. No addresses or principals as labels.
+import { Counter, Gauge, Registry } from 'prom-client';
+
+export interface MetricsSource {
+  role: 'gateway' | 'agent';
+  counters(): Record<string, number>;
+  flowStates(): Record<string, number>;
+  keyedFlows(): number;
+  keyingsInProgress(): number;
+  datapath(): Record<string, number>;
+  kdConnections(): number;
+  kdcInFlight(): number;
+}
+
+/** A Counter fed from a monotonically growing snapshot: each scrape adds what grew since the last. */
+function snapshotCounter(registry: Registry, name: string, help: string, label: string, read: () => Record<string, number>): void {
+  const seen = new Map<string, number>();
+  new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [registry],
+    collect(this: Counter<string>) {
+      for (const [k, v] of Object.entries(read())) {
+        const grew = v - (seen.get(k) ?? 0);
+        if (grew > 0) this.inc({ [label]: k }, grew);
+        seen.set(k, v);
+      }
+    },
+  });
+}
+
+export function engineRegistry(src: MetricsSource): Registry {
+  const registry = new Registry();
+  const p = `ciphergate_${src.role}`;
+  snapshotCounter(registry, `${p}_events_total`, `${src.role} engine events by name (see docs/OPERATIONS.md, counters)`, 'event', () => src.counters());
+  snapshotCounter(registry, `${p}_datapath_packets_total`, 'packets handled by the datapath adapter, by verdict', 'verdict', () => src.datapath());
+  new Gauge({
+    name: `${p}_flows`,
+    help: 'flows in the flow table, by state',
+    labelNames: ['state'],
+    registers: [registry],
+    collect(this: Gauge<string>) {
+      this.reset();
+      for (const [state, n] of Object.entries(src.flowStates())) this.set({ state }, n);
+    },
+  });
+  const gauge = (name: string, help: string, read: () => number): void => {
+    new Gauge({
+      name: `${p}_${name}`,
+      help,
+      registers: [registry],
+      collect(this: Gauge) {
+        this.set(read());
+      },
+    });
+  };
+  gauge('keyed_flows', 'flows holding session keys (zero when no flow is open)', () => src.keyedFlows());
+  gauge('keyings_in_progress', 'flows between SYN and cipher sync', () => src.keyingsInProgress());
+  gauge('key_delivery_connections', 'open key-delivery TCP connections', () => src.kdConnections());
+  if (src.role === 'gateway') gauge('kdc_requests_in_flight', 'KDC requests sent and not yet answered', () => src.kdcInFlight());
+  return registry;
+}

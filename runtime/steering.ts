@@ -1,0 +1,277 @@
+// The packet-filter rules that steer packets to our NFQUEUE. One rule model, rendered for
+// nftables (our own table, replaced atomically by one `nft -f` transaction) or, where the kernel
+// lacks nft's native `queue` expression, for iptables/ip6tables (our own chains, filled by one
+// iptables-restore transaction per table). Install, reload and removal touch only our rules.
+//
+// Gateway: only SYNs to protected services, and flows we keyed, are queued. A released SYN gets
+// MARK_KEYED in its verdict; a later hook copies that into the conntrack mark, and from then on
+// the conntrack mark queues the rest of that flow. Every other packet (plaintext flows, optional
+// services without the option) stays in the kernel. Agent: every packet to or from a protected
+// destination is queued. Packets we originate carry MARK_ORIGINATED and are never queued.
+//
+// There is deliberately no `bypass` flag: with no daemon on the queue the kernel drops the
+// packets, so a stopped gateway or agent fails closed.
+import { execFile } from 'node:child_process';
+import type { Cidr } from '../common/protocol/cidr';
+import { ipAddressToString } from '../common/wire/address';
+
+/** fwmark of packets we send through raw sockets. "CG" in the high half, like the option's ExID. */
+export const MARK_ORIGINATED = 0x4347_0001;
+/** fwmark (then conntrack mark) of a flow the gateway keyed. */
+export const MARK_KEYED = 0x4347_0002;
+
+export interface Endpoint {
+  cidr: Cidr;
+  port: number;
+}
+
+export interface QueueRange {
+  first: number;
+  count: number;
+}
+
+export type Hook = 'forward' | 'input' | 'output';
+
+/** One steering rule; `stage` "steer" runs before the filter table, "remember" after it. */
+export interface SteerRule {
+  hook: Hook;
+  stage: 'steer' | 'remember';
+  match:
+    | { kind: 'originated' }
+    | { kind: 'keyed-flow' }
+    | { kind: 'syn-to'; endpoint: Endpoint }
+    | { kind: 'to'; endpoint: Endpoint }
+    | { kind: 'from'; endpoint: Endpoint }
+    | { kind: 'keyed-syn' };
+  /** accept = leave our rules (stop steering); queue; connmark = remember the flow as keyed. */
+  action: 'accept' | 'queue' | 'connmark';
+}
+
+export interface Ruleset {
+  /** nft table name; iptables chains are derived from it. */
+  name: string;
+  queues: QueueRange;
+  rules: SteerRule[];
+}
+
+export type GatewayNetMode = 'router' | 'host';
+
+export function gatewayRules(mode: GatewayNetMode, services: readonly Endpoint[], queues: QueueRange): Ruleset {
+  const inbound: Hook = mode === 'router' ? 'forward' : 'input';
+  const rules: SteerRule[] = [
+    { hook: inbound, stage: 'steer', match: { kind: 'originated' }, action: 'accept' },
+    { hook: inbound, stage: 'steer', match: { kind: 'keyed-flow' }, action: 'queue' },
+    ...services.map((endpoint): SteerRule => ({ hook: inbound, stage: 'steer', match: { kind: 'syn-to', endpoint }, action: 'queue' })),
+    { hook: inbound, stage: 'remember', match: { kind: 'keyed-syn' }, action: 'connmark' },
+  ];
+  if (mode === 'host') {
+    // The server's own replies leave through OUTPUT.
+    rules.push({ hook: 'output', stage: 'steer', match: { kind: 'originated' }, action: 'accept' });
+    rules.push({ hook: 'output', stage: 'steer', match: { kind: 'keyed-flow' }, action: 'queue' });
+  }
+  return { name: 'ciphergate_gateway', queues, rules };
+}
+
+export function agentRules(destinations: readonly Endpoint[], queues: QueueRange): Ruleset {
+  return {
+    name: 'ciphergate_agent',
+    queues,
+    rules: [
+      { hook: 'output', stage: 'steer', match: { kind: 'originated' }, action: 'accept' },
+      ...destinations.map((endpoint): SteerRule => ({ hook: 'output', stage: 'steer', match: { kind: 'to', endpoint }, action: 'queue' })),
+      ...destinations.map((endpoint): SteerRule => ({ hook: 'input', stage: 'steer', match: { kind: 'from', endpoint }, action: 'queue' })),
+    ],
+  };
+}
+
+const cidrText = (c: Cidr): string => `${ipAddressToString(c.network)}/${c.prefix}`;
+const familyOf = (e: Endpoint): 4 | 6 => (e.cidr.network.length === 4 ? 4 : 6);
+const hex = (n: number): string => `0x${n.toString(16).padStart(8, '0')}`;
+const endpointOf = (r: SteerRule): Endpoint | null => ('endpoint' in r.match ? r.match.endpoint : null);
+
+// ---- nftables ---------------------------------------------------------------------------
+
+function nftMatch(r: SteerRule): string {
+  const m = r.match;
+  const syn = 'tcp flags & (syn | ack) == syn';
+  switch (m.kind) {
+    case 'originated':
+      return `meta mark ${hex(MARK_ORIGINATED)}`;
+    case 'keyed-flow':
+      return `ct mark ${hex(MARK_KEYED)} meta l4proto tcp`;
+    case 'keyed-syn':
+      return `${syn} meta mark ${hex(MARK_KEYED)}`;
+    case 'syn-to':
+    case 'to':
+    case 'from': {
+      const fam = familyOf(m.endpoint) === 4 ? 'ip' : 'ip6';
+      const addr = `${fam} ${m.kind === 'from' ? 'saddr' : 'daddr'} ${cidrText(m.endpoint.cidr)}`;
+      const port = `tcp ${m.kind === 'from' ? 'sport' : 'dport'} ${m.endpoint.port}`;
+      return `${addr} ${port}${m.kind === 'syn-to' ? ` ${syn}` : ''}`;
+    }
+  }
+}
+
+function nftAction(r: SteerRule, q: QueueRange): string {
+  if (r.action === 'accept') return 'accept';
+  if (r.action === 'connmark') return `ct mark set ${hex(MARK_KEYED)}`;
+  return q.count === 1 ? `queue num ${q.first}` : `queue num ${q.first}-${q.first + q.count - 1}`;
+}
+
+/** One `nft -f` transaction that creates or replaces the whole table. */
+export function renderNft(rs: Ruleset): string {
+  const lines = [`add table inet ${rs.name}`, `delete table inet ${rs.name}`, `table inet ${rs.name} {`];
+  for (const hook of ['forward', 'input', 'output'] as const) {
+    for (const stage of ['steer', 'remember'] as const) {
+      const rules = rs.rules.filter((r) => r.hook === hook && r.stage === stage);
+      if (rules.length === 0) continue;
+      lines.push(`  chain ${stage}_${hook} {`, `    type filter hook ${hook} priority ${stage === 'steer' ? 'mangle' : 'filter + 10'}; policy accept;`);
+      for (const r of rules) lines.push(`    ${nftMatch(r)} ${nftAction(r, rs.queues)}`);
+      lines.push('  }');
+    }
+  }
+  lines.push('}', '');
+  return lines.join('\n');
+}
+
+export const renderNftRemoval = (name: string): string => `add table inet ${name}\ndelete table inet ${name}\n`;
+
+// ---- iptables ---------------------------------------------------------------------------
+
+/** Our chain for a hook and stage: steer rules live in `mangle` (before filter), remember in `filter`. */
+export function iptablesChain(rs: Ruleset, hook: Hook, stage: SteerRule['stage']): { table: 'mangle' | 'filter'; chain: string; parent: string } {
+  const base = rs.name === 'ciphergate_gateway' ? 'CG-GW' : 'CG-AGENT';
+  return { table: stage === 'steer' ? 'mangle' : 'filter', chain: `${base}-${hook.toUpperCase()}${stage === 'remember' ? '-REMEMBER' : ''}`, parent: hook.toUpperCase() };
+}
+
+function iptMatch(r: SteerRule): string {
+  const m = r.match;
+  const syn = '--tcp-flags SYN,ACK SYN';
+  switch (m.kind) {
+    case 'originated':
+      return `-m mark --mark ${hex(MARK_ORIGINATED)}`;
+    case 'keyed-flow':
+      return `-p tcp -m connmark --mark ${hex(MARK_KEYED)}`;
+    case 'keyed-syn':
+      return `-p tcp ${syn} -m mark --mark ${hex(MARK_KEYED)}`;
+    case 'syn-to':
+      return `-p tcp -d ${cidrText(m.endpoint.cidr)} --dport ${m.endpoint.port} ${syn}`;
+    case 'to':
+      return `-p tcp -d ${cidrText(m.endpoint.cidr)} --dport ${m.endpoint.port}`;
+    case 'from':
+      return `-p tcp -s ${cidrText(m.endpoint.cidr)} --sport ${m.endpoint.port}`;
+  }
+}
+
+function iptAction(r: SteerRule, q: QueueRange): string {
+  if (r.action === 'accept') return '-j RETURN';
+  if (r.action === 'connmark') return `-j CONNMARK --set-mark ${hex(MARK_KEYED)}`;
+  return q.count === 1 ? `-j NFQUEUE --queue-num ${q.first}` : `-j NFQUEUE --queue-balance ${q.first}:${q.first + q.count - 1}`;
+}
+
+export interface IptablesPlan {
+  /** iptables-restore --noflush input (declaring a chain flushes it: one transaction per table). */
+  restore: string;
+  /** Jumps from the built-in chains into ours, as [table, parent, chain]. */
+  jumps: [string, string, string][];
+}
+
+/** The rules for one address family (addressless rules go to both). */
+export function renderIptables(rs: Ruleset, family: 4 | 6): IptablesPlan {
+  const byTable = new Map<string, Map<string, string[]>>();
+  const jumps: [string, string, string][] = [];
+  for (const r of rs.rules) {
+    const ep = endpointOf(r);
+    if (ep !== null && familyOf(ep) !== family) continue;
+    const { table, chain, parent } = iptablesChain(rs, r.hook, r.stage);
+    const chains = byTable.get(table) ?? new Map<string, string[]>();
+    byTable.set(table, chains);
+    if (!chains.has(chain)) {
+      chains.set(chain, []);
+      jumps.push([table, parent, chain]);
+    }
+    chains.get(chain)!.push(`-A ${chain} ${iptMatch(r)} ${iptAction(r, rs.queues)}`);
+  }
+  const lines: string[] = [];
+  for (const [table, chains] of byTable) {
+    lines.push(`*${table}`, ...[...chains.keys()].map((c) => `:${c} - [0:0]`));
+    for (const rules of chains.values()) lines.push(...rules);
+    lines.push('COMMIT');
+  }
+  return { restore: lines.join('\n') + '\n', jumps };
+}
+
+// ---- applying ---------------------------------------------------------------------------
+
+export type SteeringBackend = 'nft' | 'iptables';
+
+function run(cmd: string, args: string[], input?: string): Promise<{ ok: boolean; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = execFile(cmd, args, { timeout: 10_000 }, (error, _stdout, stderr) => resolve({ ok: !error, stderr: String(stderr).trim() || (error?.message ?? '') }));
+    child.stdin?.on('error', () => undefined); // a command that reads no input may exit first
+    child.stdin?.end(input ?? '');
+  });
+}
+
+/** Whether this kernel's nftables has the native `queue` expression (nft_queue). */
+export async function nftCanQueue(): Promise<boolean> {
+  const probe = 'add table inet ciphergate_probe\ndelete table inet ciphergate_probe\ntable inet ciphergate_probe {\n chain c { type filter hook output priority 0; policy accept; meta mark 1 tcp dport 9 queue num 0; }\n}\ndelete table inet ciphergate_probe\n';
+  return (await run('nft', ['-f', '-'], probe)).ok;
+}
+
+/** Installs, replaces and removes one ruleset with whichever backend this kernel supports. */
+export class Steering {
+  private constructor(
+    readonly backend: SteeringBackend,
+    private current: Ruleset | null = null,
+  ) {}
+
+  static async detect(prefer?: SteeringBackend): Promise<Steering> {
+    if (prefer !== undefined) return new Steering(prefer);
+    return new Steering((await nftCanQueue()) ? 'nft' : 'iptables');
+  }
+
+  async apply(rs: Ruleset): Promise<void> {
+    if (this.backend === 'nft') {
+      const r = await run('nft', ['-f', '-'], renderNft(rs));
+      if (!r.ok) throw new Error(`nft refused our rules: ${r.stderr}`);
+    } else {
+      for (const family of [4, 6] as const) {
+        const plan = renderIptables(rs, family);
+        const tool = family === 4 ? 'iptables' : 'ip6tables';
+        // Chains that a previous ruleset had and this one lacks are emptied, not left behind.
+        const stale = this.current === null ? [] : renderIptables(this.current, family).jumps.filter(([t, , c]) => !plan.jumps.some(([t2, , c2]) => t2 === t && c2 === c));
+        for (const [table, parent, chain] of stale) await removeChain(tool, table, parent, chain);
+        if (plan.jumps.length === 0) continue;
+        const r = await run(`${tool}-restore`, ['--noflush', '-w', '5'], plan.restore);
+        if (!r.ok) throw new Error(`${tool}-restore refused our rules: ${r.stderr}`);
+        for (const [table, parent, chain] of plan.jumps) {
+          const present = await run(tool, ['-w', '5', '-t', table, '-C', parent, '-j', chain]);
+          if (present.ok) continue;
+          const added = await run(tool, ['-w', '5', '-t', table, '-I', parent, '1', '-j', chain]);
+          if (!added.ok) throw new Error(`${tool} -t ${table} -I ${parent}: ${added.stderr}`);
+        }
+      }
+    }
+    this.current = rs;
+  }
+
+  /** Removes our rules (idempotent). */
+  async remove(): Promise<void> {
+    const rs = this.current;
+    if (rs === null) return;
+    if (this.backend === 'nft') await run('nft', ['-f', '-'], renderNftRemoval(rs.name));
+    else {
+      for (const family of [4, 6] as const) {
+        for (const [table, parent, chain] of renderIptables(rs, family).jumps) await removeChain(family === 4 ? 'iptables' : 'ip6tables', table, parent, chain);
+      }
+    }
+    this.current = null;
+  }
+}
+
+async function removeChain(tool: string, table: string, parent: string, chain: string): Promise<void> {
+  for (let i = 0; i < 16; i++) if (!(await run(tool, ['-w', '5', '-t', table, '-D', parent, '-j', chain])).ok) break;
+  await run(tool, ['-w', '5', '-t', table, '-F', chain]);
+  await run(tool, ['-w', '5', '-t', table, '-X', chain]);
+}
