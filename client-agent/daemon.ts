@@ -1,8 +1,9 @@
 // The agent daemon: the agent engine on NFQUEUE (OUTPUT and INPUT for protected destinations),
 // the key-delivery listener the gateways dial, the control socket and /metrics. SIGHUP reloads
 // destinations and keys (flows stay); SIGTERM discards every flow and its keys and exits. The
-// steering rules stay installed after exit: with no agent, traffic to a protected destination
-// is dropped, never sent in plaintext.
+// steering rules are replaced at exit by rules that reset connections to require-mode
+// destinations at once: with no agent, nothing goes out in plaintext and clients learn fast.
+// (After a crash the queue rules stay: packets to protected destinations are dropped.)
 import { getBackend } from '../common/crypto';
 import { systemRandom } from '../common/crypto/random';
 import { formatHostPort } from '../common/config/walker';
@@ -10,7 +11,7 @@ import { EngineDriver } from '../runtime/engine-driver';
 import { engineRegistry } from '../runtime/engine-metrics';
 import { KdListener } from '../runtime/kd-transport';
 import { NfqueueDatapath } from '../runtime/nfqueue-datapath';
-import { Steering, agentRules } from '../runtime/steering';
+import { Steering, agentClosedRules, agentRules } from '../runtime/steering';
 import { type Log, type OpsEndpoints, countBy, serveOps } from '../runtime/daemon-kit';
 import type { Registry } from 'prom-client';
 import { type AgentConfig, toEngineConfig } from './config';
@@ -83,6 +84,10 @@ export class AgentDaemon {
   }
 
   async stop(): Promise<void> {
+    // From here on, protected destinations refuse at once instead of waiting on a dead queue.
+    await this.steering
+      ?.apply(agentClosedRules(this.config.destinations.map((d) => ({ cidr: d.cidr, port: d.port, refuse: d.meta.mode === 'require' }))))
+      .catch((e: unknown) => this.log('error', 'steering-close-failed', { error: (e as Error).message }));
     this.driver.stop();
     this.engine.discardAll(this.driver.now());
     this.engine.takeActions();

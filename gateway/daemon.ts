@@ -2,8 +2,10 @@
 // capture interfaces in bridge mode), the key-delivery dialer, the KDC client with endpoint
 // failover, the control socket and /metrics. SIGHUP reloads services, policy and keys without
 // touching established flows; SIGTERM lets keyings in progress finish, then discards every flow
-// (zeroing its keys) and exits. The steering rules stay installed after exit, so a stopped
-// gateway fails closed: protected services are unreachable, never reachable in plaintext.
+// (zeroing its keys) and exits. At exit the steering rules are replaced by rules that reset SYNs
+// to require-mode services and drop keyed flows, so a stopped gateway fails closed and fast:
+// protected services refuse, never answer in plaintext. (After a crash the queue rules stay and
+// the kernel drops what they queue.)
 import { getBackend } from '../common/crypto';
 import { systemRandom } from '../common/crypto/random';
 import { formatHostPort } from '../common/config/walker';
@@ -12,7 +14,7 @@ import { type Datapath, EngineDriver } from '../runtime/engine-driver';
 import { engineRegistry } from '../runtime/engine-metrics';
 import { KdDialer } from '../runtime/kd-transport';
 import { NfqueueDatapath } from '../runtime/nfqueue-datapath';
-import { Steering, gatewayRules } from '../runtime/steering';
+import { Steering, gatewayClosedRules, gatewayRules } from '../runtime/steering';
 import { type Log, type OpsEndpoints, countBy, serveOps } from '../runtime/daemon-kit';
 import type { Registry } from 'prom-client';
 import { type GatewayConfig, toEngineConfig } from './config';
@@ -123,6 +125,9 @@ export class GatewayDaemon {
   async stop(drainMs = this.config.timers.keyingTimeoutMs): Promise<void> {
     const until = Date.now() + drainMs;
     while (this.engine.pendingKeyingCount > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    await this.steering
+      ?.apply(gatewayClosedRules(this.config.mode === 'host' ? 'host' : 'router', this.config.services.map((s) => ({ cidr: s.cidr, port: s.port, refuse: s.meta === 'require' }))))
+      .catch((e: unknown) => this.o.log('error', 'steering-close-failed', { error: (e as Error).message }));
     this.driver.stop();
     this.engine.discardAll(this.driver.now());
     this.engine.takeActions();

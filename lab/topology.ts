@@ -177,7 +177,8 @@ export class CiphergateLab {
   }
 
   async startRedis(): Promise<void> {
-    this.spawnLogged('redis', this.kdcNs, 'redis-server', ['--bind', '127.0.0.1', '--port', '6379', '--save', '', '--appendonly', 'no', '--dir', this.opts.dir]);
+    // The KDC's store keeps an append-only file, so a Redis restart (fail-closed tests) keeps the principals.
+    this.spawnLogged('redis', this.kdcNs, 'redis-server', ['--bind', '127.0.0.1', '--port', '6379', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--appendfilename', 'kdc-store.aof', '--dir', this.opts.dir]);
     await this.netns.waitForListen(this.kdcNs, 6379);
   }
 

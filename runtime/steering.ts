@@ -32,10 +32,13 @@ export interface QueueRange {
 
 export type Hook = 'forward' | 'input' | 'output';
 
-/** One steering rule; `stage` "steer" runs before the filter table, "remember" after it. */
+/**
+ * One steering rule; `stage` "steer" runs before the filter table (mangle), "remember" after it,
+ * "guard" in the filter table (where REJECT is allowed).
+ */
 export interface SteerRule {
   hook: Hook;
-  stage: 'steer' | 'remember';
+  stage: 'steer' | 'remember' | 'guard';
   match:
     | { kind: 'originated' }
     | { kind: 'keyed-flow' }
@@ -43,8 +46,10 @@ export interface SteerRule {
     | { kind: 'to'; endpoint: Endpoint }
     | { kind: 'from'; endpoint: Endpoint }
     | { kind: 'keyed-syn' };
-  /** accept = leave our rules (stop steering); queue; connmark = remember the flow as keyed. */
-  action: 'accept' | 'queue' | 'connmark';
+  /** Let TCP resets through (the local resets our own `reject` rules send back to the application). */
+  exceptRst?: boolean;
+  /** accept = leave our rules (stop steering); queue; connmark = remember the flow as keyed; reject = TCP reset. */
+  action: 'accept' | 'queue' | 'connmark' | 'drop' | 'reject';
 }
 
 export interface Ruleset {
@@ -70,6 +75,38 @@ export function gatewayRules(mode: GatewayNetMode, services: readonly Endpoint[]
     rules.push({ hook: 'output', stage: 'steer', match: { kind: 'keyed-flow' }, action: 'queue' });
   }
   return { name: 'ciphergate_gateway', queues, rules };
+}
+
+/**
+ * What stays installed while the gateway is stopped (clean SIGTERM): SYNs to require-mode
+ * services are refused at once with a TCP reset, and the rest of keyed flows is dropped, so
+ * nothing crosses in plaintext and clients learn fast. Optional services carry plain TCP.
+ */
+export function gatewayClosedRules(mode: GatewayNetMode, services: readonly (Endpoint & { refuse: boolean })[]): Ruleset {
+  const inbound: Hook = mode === 'router' ? 'forward' : 'input';
+  const rules: SteerRule[] = [
+    { hook: inbound, stage: 'guard', match: { kind: 'keyed-flow' }, action: 'drop' },
+    ...services.filter((s) => s.refuse).map((endpoint): SteerRule => ({ hook: inbound, stage: 'guard', match: { kind: 'syn-to', endpoint }, action: 'reject' })),
+  ];
+  if (mode === 'host') rules.push({ hook: 'output', stage: 'guard', match: { kind: 'keyed-flow' }, action: 'drop' });
+  return { name: 'ciphergate_gateway', queues: { first: 0, count: 1 }, rules };
+}
+
+/**
+ * What stays installed while the agent is stopped: connections to require-mode destinations
+ * are reset locally (the application sees "connection refused" at once) and their inbound
+ * packets dropped; opportunistic destinations get plain TCP.
+ */
+export function agentClosedRules(destinations: readonly (Endpoint & { refuse: boolean })[]): Ruleset {
+  const refused = destinations.filter((d) => d.refuse);
+  return {
+    name: 'ciphergate_agent',
+    queues: { first: 0, count: 1 },
+    rules: [
+      ...refused.map((endpoint): SteerRule => ({ hook: 'output', stage: 'guard', match: { kind: 'to', endpoint }, action: 'reject' })),
+      ...refused.map((endpoint): SteerRule => ({ hook: 'input', stage: 'guard', match: { kind: 'from', endpoint }, action: 'drop', exceptRst: true })),
+    ],
+  };
 }
 
 export function agentRules(destinations: readonly Endpoint[], queues: QueueRange): Ruleset {
@@ -114,6 +151,8 @@ function nftMatch(r: SteerRule): string {
 
 function nftAction(r: SteerRule, q: QueueRange): string {
   if (r.action === 'accept') return 'accept';
+  if (r.action === 'drop') return 'drop';
+  if (r.action === 'reject') return 'reject with tcp reset';
   if (r.action === 'connmark') return `ct mark set ${hex(MARK_KEYED)}`;
   return q.count === 1 ? `queue num ${q.first}` : `queue num ${q.first}-${q.first + q.count - 1}`;
 }
@@ -122,11 +161,12 @@ function nftAction(r: SteerRule, q: QueueRange): string {
 export function renderNft(rs: Ruleset): string {
   const lines = [`add table inet ${rs.name}`, `delete table inet ${rs.name}`, `table inet ${rs.name} {`];
   for (const hook of ['forward', 'input', 'output'] as const) {
-    for (const stage of ['steer', 'remember'] as const) {
+    for (const stage of ['steer', 'guard', 'remember'] as const) {
       const rules = rs.rules.filter((r) => r.hook === hook && r.stage === stage);
       if (rules.length === 0) continue;
-      lines.push(`  chain ${stage}_${hook} {`, `    type filter hook ${hook} priority ${stage === 'steer' ? 'mangle' : 'filter + 10'}; policy accept;`);
-      for (const r of rules) lines.push(`    ${nftMatch(r)} ${nftAction(r, rs.queues)}`);
+      const priority = stage === 'steer' ? 'mangle' : stage === 'guard' ? 'filter' : 'filter + 10';
+      lines.push(`  chain ${stage}_${hook} {`, `    type filter hook ${hook} priority ${priority}; policy accept;`);
+      for (const r of rules) lines.push(`    ${nftMatch(r)}${r.exceptRst ? ' tcp flags & rst == 0' : ''} ${nftAction(r, rs.queues)}`);
       lines.push('  }');
     }
   }
@@ -141,7 +181,8 @@ export const renderNftRemoval = (name: string): string => `add table inet ${name
 /** Our chain for a hook and stage: steer rules live in `mangle` (before filter), remember in `filter`. */
 export function iptablesChain(rs: Ruleset, hook: Hook, stage: SteerRule['stage']): { table: 'mangle' | 'filter'; chain: string; parent: string } {
   const base = rs.name === 'ciphergate_gateway' ? 'CG-GW' : 'CG-AGENT';
-  return { table: stage === 'steer' ? 'mangle' : 'filter', chain: `${base}-${hook.toUpperCase()}${stage === 'remember' ? '-REMEMBER' : ''}`, parent: hook.toUpperCase() };
+  const suffix = stage === 'steer' ? '' : `-${stage.toUpperCase()}`;
+  return { table: stage === 'steer' ? 'mangle' : 'filter', chain: `${base}-${hook.toUpperCase()}${suffix}`, parent: hook.toUpperCase() };
 }
 
 function iptMatch(r: SteerRule): string {
@@ -165,6 +206,8 @@ function iptMatch(r: SteerRule): string {
 
 function iptAction(r: SteerRule, q: QueueRange): string {
   if (r.action === 'accept') return '-j RETURN';
+  if (r.action === 'drop') return '-j DROP';
+  if (r.action === 'reject') return '-j REJECT --reject-with tcp-reset';
   if (r.action === 'connmark') return `-j CONNMARK --set-mark ${hex(MARK_KEYED)}`;
   return q.count === 1 ? `-j NFQUEUE --queue-num ${q.first}` : `-j NFQUEUE --queue-balance ${q.first}:${q.first + q.count - 1}`;
 }
@@ -190,7 +233,7 @@ export function renderIptables(rs: Ruleset, family: 4 | 6): IptablesPlan {
       chains.set(chain, []);
       jumps.push([table, parent, chain]);
     }
-    chains.get(chain)!.push(`-A ${chain} ${iptMatch(r)} ${iptAction(r, rs.queues)}`);
+    chains.get(chain)!.push(`-A ${chain} ${iptMatch(r)}${r.exceptRst ? ' --tcp-flags RST NONE' : ''} ${iptAction(r, rs.queues)}`);
   }
   const lines: string[] = [];
   for (const [table, chains] of byTable) {
@@ -239,8 +282,9 @@ export class Steering {
       for (const family of [4, 6] as const) {
         const plan = renderIptables(rs, family);
         const tool = family === 4 ? 'iptables' : 'ip6tables';
-        // Chains that a previous ruleset had and this one lacks are emptied, not left behind.
-        const stale = this.current === null ? [] : renderIptables(this.current, family).jumps.filter(([t, , c]) => !plan.jumps.some(([t2, , c2]) => t2 === t && c2 === c));
+        // Our chains this ruleset does not use are removed, whoever installed them (a previous
+        // run may have left its at-exit rules), so they cannot act on top of the new ones.
+        const stale = everyChain(rs).filter(([t, , c]) => !plan.jumps.some(([t2, , c2]) => t2 === t && c2 === c));
         for (const [table, parent, chain] of stale) await removeChain(tool, table, parent, chain);
         if (plan.jumps.length === 0) continue;
         const r = await run(`${tool}-restore`, ['--noflush', '-w', '5'], plan.restore);
@@ -256,18 +300,29 @@ export class Steering {
     this.current = rs;
   }
 
-  /** Removes our rules (idempotent). */
-  async remove(): Promise<void> {
-    const rs = this.current;
-    if (rs === null) return;
-    if (this.backend === 'nft') await run('nft', ['-f', '-'], renderNftRemoval(rs.name));
+  /** Removes every rule of the named ruleset (idempotent). */
+  async remove(name = this.current?.name): Promise<void> {
+    if (name === undefined) return;
+    if (this.backend === 'nft') await run('nft', ['-f', '-'], renderNftRemoval(name));
     else {
-      for (const family of [4, 6] as const) {
-        for (const [table, parent, chain] of renderIptables(rs, family).jumps) await removeChain(family === 4 ? 'iptables' : 'ip6tables', table, parent, chain);
+      for (const tool of ['iptables', 'ip6tables']) {
+        for (const [table, parent, chain] of everyChain({ name, queues: { first: 0, count: 1 }, rules: [] })) await removeChain(tool, table, parent, chain);
       }
     }
     this.current = null;
   }
+}
+
+/** Every chain a ruleset of this name could have, as [table, parent, chain]. */
+function everyChain(rs: Ruleset): [string, string, string][] {
+  const out: [string, string, string][] = [];
+  for (const hook of ['forward', 'input', 'output'] as const) {
+    for (const stage of ['steer', 'guard', 'remember'] as const) {
+      const c = iptablesChain(rs, hook, stage);
+      out.push([c.table, c.parent, c.chain]);
+    }
+  }
+  return out;
 }
 
 async function removeChain(tool: string, table: string, parent: string, chain: string): Promise<void> {
