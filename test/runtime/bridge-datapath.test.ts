@@ -205,6 +205,28 @@ describe('frames', () => {
     expect(h.dp.linkHeaderCount).toBe(0); // plaintext flows stay off the table
   });
 
+  it('IPv6: a tagged frame goes to the engine cut at the payload length; the RST gets the tag', () => {
+    const h = harness();
+    const v6 = (last: number) => new Uint8Array([0xfd, 0, ...new Array<number>(13).fill(0), last]);
+    const emit = (src: number, dst: number, sp: number, dp: number, flags: number) => {
+      const r = emitIpTcp({
+        ip: { version: 6, src: v6(src), dst: v6(dst), ttl: 64, tos: 0, id: 0, dontFragment: false, flowLabel: 0 },
+        tcp: { srcPort: sp, dstPort: dp, seq: 1, ack: 0, flags, window: 1000, urgent: 0, options: [], payload: new Uint8Array(0) },
+      });
+      if (!r.ok) throw new Error(r.error.detail);
+      return r.value;
+    };
+    const syn = emit(1, 2, 40000, 80, TCP_FLAGS.SYN);
+    const rst = emit(2, 1, 80, 40000, TCP_FLAGS.RST | TCP_FLAGS.ACK);
+    h.engine.verdict = () => {
+      h.engine.pending.push({ kind: 'originate', packet: rst, toward: 'client', why: 'require' });
+      return { kind: 'drop', reason: 'require' };
+    };
+    h.client.deliver(concat(eth(SERVER_MAC, CLIENT_MAC, ETHERTYPE.IPV6, [7]), syn, new Uint8Array(4).fill(0xee)));
+    expect(h.engine.seen.map(hex)).toEqual([hex(syn)]);
+    expect(h.client.sent.map(hex)).toEqual([hex(concat(eth(CLIENT_MAC, SERVER_MAC, ETHERTYPE.IPV6, [7]), rst))]);
+  });
+
   it('rewrite: the same link header, VLAN tag included, with the new packet, padded to 60', () => {
     const h = harness();
     const rewritten = tcp(1, 2, 40000, 80, TCP_FLAGS.ACK | TCP_FLAGS.PSH, new Uint8Array([1, 2]));
