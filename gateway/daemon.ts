@@ -22,6 +22,11 @@ import { GatewayEngine } from './engine';
 
 export interface GatewayDaemonOptions {
   log: Log;
+  /**
+   * Run as one of several worker processes (gateway/workers.ts): bind only this NFQUEUE number;
+   * the primary process owns the steering rules, the control socket and /metrics.
+   */
+  worker?: { index: number; queue: number };
   /** Builds the bridge-mode datapath (loaded lazily: it needs the `cap` addon). */
   bridgeDatapath?: (c: GatewayConfig, onError: (r: string) => void) => Datapath;
 }
@@ -54,7 +59,7 @@ export class GatewayDaemon {
       this.datapath = o.bridgeDatapath(config, onError);
     } else {
       const q = config.nfqueue as { queue: number; workers: number };
-      this.datapath = new NfqueueDatapath([q.queue], config.timers.keyingTimeoutMs + 1000, onError);
+      this.datapath = new NfqueueDatapath([o.worker?.queue ?? q.queue], config.timers.keyingTimeoutMs + 1000, onError);
     }
     this.driver = new EngineDriver(this.engine, {
       sink: this.datapath,
@@ -69,12 +74,13 @@ export class GatewayDaemon {
     const d = new GatewayDaemon(config, o);
     try {
       d.datapath.start(d.driver);
-      if (config.mode !== 'bridge') {
+      if (config.mode !== 'bridge' && o.worker === undefined) {
         d.steering = await Steering.detect();
-        await d.steering.apply(d.rules(config));
+        await d.steering.apply(gatewaySteering(config));
       }
       d.driver.start();
-      d.ops = await serveOps({
+      if (o.worker === undefined)
+        d.ops = await serveOps({
         control: config.control,
         metrics: config.metrics,
         status: () => d.status(),
@@ -99,11 +105,6 @@ export class GatewayDaemon {
     return d;
   }
 
-  private rules(c: GatewayConfig) {
-    const q = c.nfqueue as { queue: number; workers: number };
-    return gatewayRules(c.mode === 'host' ? 'host' : 'router', c.services, { first: q.queue, count: 1 });
-  }
-
   /** SIGHUP: services, keys, timers and KDC endpoints from the new config; flows stay. */
   async reload(next: GatewayConfig): Promise<void> {
     const fixed = ['mode', 'nfqueue', 'bridge', 'control', 'metrics', 'agentPort'] as const;
@@ -111,7 +112,7 @@ export class GatewayDaemon {
       if (JSON.stringify(next[f]) !== JSON.stringify(this.config[f])) throw new Error(`${f} cannot change on reload; restart the gateway`);
     }
     this.engine.reconfigure(toEngineConfig(next));
-    if (this.steering !== null) await this.steering.apply(this.rules(next));
+    if (this.steering !== null) await this.steering.apply(gatewaySteering(next));
     if (JSON.stringify(next.kdc) !== JSON.stringify(this.config.kdc)) {
       const old = this.kdc;
       this.kdc = newKdcClient(next);
@@ -125,9 +126,7 @@ export class GatewayDaemon {
   async stop(drainMs = this.config.timers.keyingTimeoutMs): Promise<void> {
     const until = Date.now() + drainMs;
     while (this.engine.pendingKeyingCount > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-    await this.steering
-      ?.apply(gatewayClosedRules(this.config.mode === 'host' ? 'host' : 'router', this.config.services.map((s) => ({ cidr: s.cidr, port: s.port, refuse: s.meta === 'require' }))))
-      .catch((e: unknown) => this.o.log('error', 'steering-close-failed', { error: (e as Error).message }));
+    await this.steering?.apply(gatewayClosedSteering(this.config)).catch((e: unknown) => this.o.log('error', 'steering-close-failed', { error: (e as Error).message }));
     this.driver.stop();
     this.engine.discardAll(this.driver.now());
     this.engine.takeActions();
@@ -176,6 +175,17 @@ export class GatewayDaemon {
       kdcInFlight: () => this.driver.kdcInFlight,
     });
   }
+}
+
+/** The steering rules of a running gateway: every worker's queue in one balanced range. */
+export function gatewaySteering(c: GatewayConfig) {
+  const q = c.nfqueue as { queue: number; workers: number };
+  return gatewayRules(c.mode === 'host' ? 'host' : 'router', c.services, { first: q.queue, count: q.workers });
+}
+
+/** The rules left while the gateway is stopped. */
+export function gatewayClosedSteering(c: GatewayConfig) {
+  return gatewayClosedRules(c.mode === 'host' ? 'host' : 'router', c.services.map((s) => ({ cidr: s.cidr, port: s.port, refuse: s.meta === 'require' })));
 }
 
 function newKdcClient(c: GatewayConfig): KdcClient {

@@ -14,13 +14,13 @@ export class ControlServer {
   ) {
     this.server = net.createServer((socket) => {
       socket.on('error', () => undefined);
-      let body: string;
-      try {
-        body = JSON.stringify(status(), (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
-      } catch (e) {
-        body = JSON.stringify({ error: e instanceof Error ? e.message : String(e) });
-      }
-      socket.end(body + '\n');
+      void Promise.resolve()
+        .then(status)
+        .then(
+          (doc) => JSON.stringify(doc, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)),
+          (e: unknown) => JSON.stringify({ error: e instanceof Error ? e.message : String(e) }),
+        )
+        .then((body) => socket.end(body + '\n'));
     });
   }
 

@@ -27,6 +27,7 @@ export interface OpsEndpoints {
 export async function serveOps(o: {
   control: string | null;
   metrics: HostPort | null;
+  /** The status document (may be computed asynchronously). */
   status: () => unknown;
   registry: () => Registry;
   readiness: () => { ready: boolean; problems: string[] };

@@ -1,5 +1,6 @@
 import { DEFAULT_GATEWAY_CONFIG_PATH, loadGatewayConfig } from '../../gateway/config';
-import { GatewayDaemon } from '../../gateway/daemon';
+import { GatewayDaemon, type GatewayDaemonOptions } from '../../gateway/daemon';
+import { isGatewayWorker, runGatewayPrimary, runGatewayWorker } from '../../gateway/workers';
 import { jsonLogger, runUntilSignalled } from '../../runtime/daemon-kit';
 import { parseArgs } from '../args';
 import { type Command, UsageError } from '../command';
@@ -13,6 +14,10 @@ rules the gateway installs itself; bridge captures on two interfaces with no IP 
 
 --config FILE   gateway config (JSON; default ${DEFAULT_GATEWAY_CONFIG_PATH}); see docs/OPERATIONS.md
 --check         validate the config and run the start-up checks, then exit
+
+With "nfqueue": { "workers": N } (N > 1) the gateway runs one worker process per NFQUEUE number
+(the kernel balances flows over them) under a primary that owns the rules, the control socket
+and /metrics.
 
 Refuses to start, saying how to fix it, when offloads are on for a data interface, privileges
 (CAP_NET_ADMIN, CAP_NET_RAW) are missing, or a kernel feature it needs is absent.
@@ -30,16 +35,24 @@ export const command: Command = {
     const file = args.values.get('config') ?? DEFAULT_GATEWAY_CONFIG_PATH;
     const config = loadGatewayConfig(file);
     const log = jsonLogger(process.stdout, config.log.level, { role: 'gateway' });
+    const bridgeDatapath: GatewayDaemonOptions['bridgeDatapath'] = (c, onError) =>
+      new (require('../../runtime/bridge-datapath') as typeof import('../../runtime/bridge-datapath')).BridgeDatapath(c, onError);
+    if (isGatewayWorker()) {
+      await runGatewayWorker(file, jsonLogger(process.stdout, config.log.level, { role: 'gateway', worker: Number(process.env.CIPHERGATE_GATEWAY_WORKER) }), { bridgeDatapath });
+      return new Promise<number>(() => undefined); // the primary ends this process
+    }
     const { runStartupChecks, gatewayNeeds } = await import('../../runtime/checks');
     await runStartupChecks(gatewayNeeds(config));
     if (args.booleans.has('check')) {
       process.stdout.write(`config ${file} is valid and this host passes the start-up checks\n`);
       return 0;
     }
-    const daemon = await GatewayDaemon.start(config, {
-      log,
-      bridgeDatapath: (c, onError) => new (require('../../runtime/bridge-datapath') as typeof import('../../runtime/bridge-datapath')).BridgeDatapath(c, onError),
-    });
+    if ((config.nfqueue?.workers ?? 1) > 1) {
+      await runGatewayPrimary(file, config, log);
+      setTimeout(() => process.exit(0), 1000).unref();
+      return 0;
+    }
+    const daemon = await GatewayDaemon.start(config, { log, bridgeDatapath });
     await runUntilSignalled(log, {
       reload: () => daemon.reload(loadGatewayConfig(file)),
       stop: async (signal) => {
