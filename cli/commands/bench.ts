@@ -2,14 +2,17 @@ import type { BackendName } from '../../common/crypto/backend';
 import { backendNames, isBackendName } from '../../common/crypto';
 import { type EngineBenchResult, type EngineCase, runEngineBench } from '../../bench/engine';
 import { defaultResultsDir, formatNumber, formatTable, writeResult } from '../../bench/report';
+import type { LabMode } from '../../lab/topology';
 import { parseArgs } from '../args';
 import { type Command, UsageError } from '../command';
 
 const DEFAULT_SECONDS = 2;
+const DEFAULT_E2E_SECONDS = 4;
 
 const usage = `usage:
   ciphergate bench engine [--json] [--seconds N] [--backend node|noble|all] [--out-dir DIR]
   ciphergate bench kdc [--json] [--seconds N] [--out-dir DIR]
+  ciphergate bench e2e [--json] [--seconds N] [--modes router,host,bridge] [--out-dir DIR]
 
 engine   offline throughput of the engines on one core, in this process: a Buffer.copy
          baseline, pass-through (gateway, unprotected service) and protect + unprotect of an
@@ -21,7 +24,17 @@ kdc      issues/s and latency of one \`ciphergate kdc\` process (from dist/) ove
          measured, when lower); redis-benchmark -t get against the same Redis as a baseline
          (bench/kdc.ts). Targets: >= 20,000 issues/s; p99 < 2 ms at 10,000/s.
 
+e2e      the real daemons in the network-namespace lab (root): iperf3 throughput (1 and 2
+         streams), connect-plus-first-byte latency p50/p99 of sequential fresh connections,
+         new connections/s (16 concurrent loops) and the CPU of the daemons, for the plain
+         kernel path, a stunnel TLS 1.3 pair and ciphergate in each mode (bench/e2e.ts).
+         Targets: throughput >= stunnel's; p50 overhead <= half of stunnel's; new
+         connections/s >= 3x stunnel's. --seconds is per measurement (default ${DEFAULT_E2E_SECONDS});
+         also writes e2e-latest.md.
+
 --seconds N   timed seconds per case, after a short warm-up (default ${DEFAULT_SECONDS}).
+--modes M     e2e: comma-separated ciphergate modes (default router,host,bridge; the router
+              lab always runs, for the plain and stunnel baselines).
 --backend B   crypto backend(s) for the protected cases: node, noble or all (default all).
 --json        print the result as JSON instead of a table.
 --out-dir D   where to write engine-<date>.json and engine-latest.json (default bench/results).
@@ -35,8 +48,16 @@ function backendsOf(value: string | undefined): BackendName[] {
   return [value];
 }
 
-function secondsOf(value: string | undefined): number {
-  if (value === undefined) return DEFAULT_SECONDS;
+function modesOf(value: string | undefined, known: readonly LabMode[]): LabMode[] {
+  if (value === undefined) return [...known];
+  const modes = value.split(',').map((m) => m.trim());
+  const bad = modes.find((m) => !(known as readonly string[]).includes(m));
+  if (bad !== undefined || modes.length === 0) throw new UsageError(`--modes: '${bad ?? value}' is not router, host or bridge`);
+  return [...new Set(modes)] as LabMode[];
+}
+
+function secondsOf(value: string | undefined, fallback = DEFAULT_SECONDS): number {
+  if (value === undefined) return fallback;
   const n = Number(value);
   if (!/^\d*\.?\d+$/.test(value) || !(n > 0) || n > 600) throw new UsageError(`--seconds: '${value}' is not a number of seconds in (0, 600]`);
   return n;
@@ -79,13 +100,22 @@ function table(result: EngineBenchResult): string {
 
 export const command: Command = {
   name: 'bench',
-  summary: 'measure engine throughput (bench engine) and KDC issues/s and latency (bench kdc)',
+  summary: 'measure engine throughput (bench engine), KDC issues/s and latency (bench kdc), and the live datapath against plain TCP and stunnel (bench e2e)',
   usage,
   async run(argv) {
-    const args = parseArgs(argv, { values: ['seconds', 'backend', 'out-dir'], booleans: ['json'] });
+    const args = parseArgs(argv, { values: ['seconds', 'backend', 'out-dir', 'modes'], booleans: ['json'] });
     const [what, ...extra] = args.positionals;
-    if (what !== 'engine' && what !== 'kdc') throw new UsageError(what === undefined ? 'which bench? (engine, kdc)' : `unknown bench '${what}' (engine, kdc)`);
+    if (what !== 'engine' && what !== 'kdc' && what !== 'e2e') throw new UsageError(what === undefined ? 'which bench? (engine, kdc, e2e)' : `unknown bench '${what}' (engine, kdc, e2e)`);
     if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
+    if (what === 'e2e') {
+      const { e2eBenchCommand, E2E_MODES } = await import('../../bench/e2e');
+      return e2eBenchCommand({
+        seconds: secondsOf(args.values.get('seconds'), DEFAULT_E2E_SECONDS),
+        modes: modesOf(args.values.get('modes'), E2E_MODES),
+        json: args.booleans.has('json'),
+        outDir: args.values.get('out-dir') ?? defaultResultsDir(),
+      });
+    }
     if (what === 'kdc') {
       const { kdcBenchCommand } = await import('../../bench/kdc');
       return kdcBenchCommand({ seconds: secondsOf(args.values.get('seconds')), json: args.booleans.has('json'), outDir: args.values.get('out-dir') ?? defaultResultsDir() });
