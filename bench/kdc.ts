@@ -112,6 +112,8 @@ export interface KdcBenchOptions {
   stores?: readonly KdcStoreKind[];
   /** dist/cli/ciphergate.js (the KDC runs as its own process). */
   cli?: string;
+  /** Extra node flags for the KDC process (e.g. --cpu-prof), for profiling. */
+  kdcNodeArgs?: readonly string[];
   onCase?: (what: string) => void;
 }
 
@@ -197,8 +199,8 @@ function sealMany(gw: Lab['gateway'], n: number): Uint8Array[] {
   return out;
 }
 
-async function startKdcProcess(cli: string, lab: Lab, httpPort: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [cli, 'kdc', '--config', lab.config, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+async function startKdcProcess(cli: string, lab: Lab, httpPort: number, nodeArgs: readonly string[]): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, cli, 'kdc', '--config', lab.config, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
   const deadline = Date.now() + 15_000;
@@ -384,7 +386,7 @@ export async function runKdcBench(options: KdcBenchOptions): Promise<KdcBenchRes
       const httpPort = await freePort();
       const lab = await makeLab(store, redis, kdcPort, httpPort);
       if (store === stores[0]) breakdown = { ...breakdown, ...measureCore(lab.gateway) };
-      const child = await startKdcProcess(cli, lab, httpPort);
+      const child = await startKdcProcess(cli, lab, httpPort, options.kdcNodeArgs ?? []);
       const client = new KdcClient({ endpoints: [`127.0.0.1:${kdcPort}`], timeoutMs: 10_000, retries: 0, maxPending: 100_000 });
       try {
         const measure = async (mode: KdcCase['mode'], concurrency: number, rate: number | null): Promise<KdcCase> => {

@@ -30,10 +30,11 @@ import {
   KdcErrorCode,
   KdcType,
   encodeKdcMessage,
+  isDecodedFrom,
 } from '../common/protocol/kdc-messages';
-import { verifyRequestAuthenticator } from '../common/protocol/kdc-request-auth';
+import { verifyRequestAuthenticator, verifyRequestAuthenticatorWithKey } from '../common/protocol/kdc-request-auth';
 import { SESSION_KEY_LEN } from '../common/protocol/key-schedule';
-import { TICKET_NONCE_LEN, type VersionedKey, sealTicket } from '../common/protocol/ticket';
+import { TICKET_NONCE_LEN, type VersionedKey, deriveTicketKey, encodeTicketPlaintext, sealTicketPlaintext } from '../common/protocol/ticket';
 
 export const DEFAULT_MAX_SKEW_MS = 300_000;
 export const DEFAULT_TICKET_LIFETIME_MS = 120_000;
@@ -41,6 +42,10 @@ export const DEFAULT_TICKET_LIFETIME_MS = 120_000;
 export interface PrincipalKey extends VersionedKey {
   /** Last instant (ms, inclusive) the key may be used; required for every key but the current one. null = none (as the store holds it). */
   validUntil?: number | null;
+  /** deriveTicketKey(key), when the caller caches it (kdc/principals.ts); derived per use otherwise. */
+  ticketKey?: Uint8Array;
+  /** deriveRequestAuthKey(key), likewise. */
+  requestKey?: Uint8Array;
 }
 
 export interface PrincipalRecord {
@@ -126,13 +131,21 @@ export interface AuthenticatedRequest {
  */
 export function authenticate(request: IssueRequest, ctx: Pick<IssuerContext, 'now' | 'backend' | 'lookupPrincipal'>): Result<AuthenticatedRequest, IssueOutcome> {
   const m = request.message;
-  if (!bytesEqual(encodeKdcMessage(m), request.raw)) return err(refuse(m, KdcErrorCode.Internal, 'request bytes do not match the decoded request', false));
+  // The fields decided on must be the bytes the authenticator covers: by identity when the
+  // message was decoded from this very frame (the decoder is canonical), else by re-encoding.
+  if (!isDecodedFrom(m, request.raw) && !bytesEqual(encodeKdcMessage(m), request.raw)) {
+    return err(refuse(m, KdcErrorCode.Internal, 'request bytes do not match the decoded request', false));
+  }
   const gateway = ctx.lookupPrincipal(m.gatewayPrincipal);
   if (gateway === null) return err(refuse(m, KdcErrorCode.UnknownPrincipal, 'unknown gateway principal', false));
   if (gateway.disabled) return err(refuse(m, KdcErrorCode.PrincipalDisabled, 'gateway principal disabled', false));
   const gatewayKey = usableKey(gateway.keys, m.gatewayKvno, ctx.now);
   if (gatewayKey === null) return err(refuse(m, KdcErrorCode.BadAuthenticator, `gateway kvno ${m.gatewayKvno} is not current or in grace`, false));
-  if (!verifyRequestAuthenticator(ctx.backend, gatewayKey.key, request.raw)) {
+  const verified =
+    gatewayKey.requestKey !== undefined
+      ? verifyRequestAuthenticatorWithKey(ctx.backend, gatewayKey.requestKey, request.raw)
+      : verifyRequestAuthenticator(ctx.backend, gatewayKey.key, request.raw);
+  if (!verified) {
     return err(refuse(m, KdcErrorCode.BadAuthenticator, 'authenticator does not verify', false));
   }
   return ok({ request, gateway, gatewayKey });
@@ -186,31 +199,34 @@ export function issueAuthenticated(a: AuthenticatedRequest, ctx: IssuerContext):
     expiresAtMs: now + ctx.ticketLifetimeMs,
   };
   const sessionKey = draw(ctx.random, SESSION_KEY_LEN);
+  // Both tickets seal the same plaintext (session key || binding): encode it once.
+  let plaintext: Uint8Array;
+  try {
+    plaintext = encodeTicketPlaintext(sessionKey, binding);
+  } finally {
+    zeroize(sessionKey);
+  }
   try {
     // The gateway's ticket is sealed under the key version it proved it holds.
-    const gatewayTicket = sealTicket(ctx.backend, {
-      owner: m.gatewayPrincipal,
-      ownerKey: gatewayKey,
-      requestId: m.requestId,
-      nonce: draw(ctx.random, TICKET_NONCE_LEN),
-      sessionKey,
-      binding,
-    });
-    const clientTicket = sealTicket(ctx.backend, {
-      owner: m.clientPrincipal,
-      ownerKey: clientKey,
-      requestId: m.requestId,
-      nonce: draw(ctx.random, TICKET_NONCE_LEN),
-      sessionKey,
-      binding,
-    });
+    const gatewayTicket = seal(ctx.backend, m.gatewayPrincipal, gatewayKey, m.requestId, draw(ctx.random, TICKET_NONCE_LEN), plaintext);
+    const clientTicket = seal(ctx.backend, m.clientPrincipal, clientKey, m.requestId, draw(ctx.random, TICKET_NONCE_LEN), plaintext);
     return {
       ok: true,
       message: { type: KdcType.IssueResponse, requestId: m.requestId, expiresAtMs: binding.expiresAtMs, gatewayTicket, clientTicket },
       cacheable: true,
     };
   } finally {
-    zeroize(sessionKey);
+    zeroize(plaintext);
+  }
+}
+
+/** One ticket, under the owner's cached ticket key when there is one. */
+function seal(backend: CryptoBackend, owner: string, key: PrincipalKey, requestId: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array): Uint8Array {
+  const ticketKey = key.ticketKey ?? deriveTicketKey(backend, key.key);
+  try {
+    return sealTicketPlaintext(backend, { owner, kvno: key.kvno, ticketKey, requestId, nonce, plaintext });
+  } finally {
+    if (ticketKey !== key.ticketKey) zeroize(ticketKey);
   }
 }
 

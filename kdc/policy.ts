@@ -233,6 +233,12 @@ export class PolicyCache {
     return this.loading.p;
   }
 
+  /** IssueDirectory.cachedPolicy: the check without a store read when the compiled rules are fresh, else undefined. */
+  cachedPolicy(_now: number): PolicyCheck | undefined {
+    const c = this.compiled;
+    return c !== null && this.watcher.isFresh() && c.version === this.watcher.current ? c.policy.allows : undefined;
+  }
+
   /** IssueDirectory.policy: the check as of now (rules do not depend on the time). */
   async policy(_now: number): Promise<PolicyCheck> {
     return (await this.current()).allows;

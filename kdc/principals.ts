@@ -3,7 +3,10 @@
 // unsealed keys. Every write is a compare-and-set on the record's revision, retried on conflict,
 // so two admins never lose each other's change. Nothing here prints or returns key bytes except
 // exportKey() and the directory.
+import type { CryptoBackend } from '../common/crypto/backend';
 import type { RandomSource } from '../common/crypto/random';
+import { deriveRequestAuthKey } from '../common/protocol/kdc-request-auth';
+import { deriveTicketKey } from '../common/protocol/ticket';
 import { parseCidr } from '../common/protocol/cidr';
 import { ipAddressToString } from '../common/wire/address';
 import type { PrincipalKey, PrincipalRecord as IssuerPrincipal } from './issuer';
@@ -246,20 +249,35 @@ export class PrincipalAdmin {
 
 function kill(e: Entry): void {
   e.dead = true;
-  for (const k of e.keys) k.fill(0);
+  for (const k of e.keys) {
+    k.key.fill(0);
+    k.ticketKey?.fill(0);
+    k.requestKey?.fill(0);
+  }
 }
 
 export interface PrincipalDirectoryOptions {
   /** Bound on cached principals (unknown names included). Default 10000. */
   maxEntries?: number;
+  /**
+   * When given, each cached key also carries its derived ticket and request keys (the HKDFs of
+   * docs/PROTOCOL.md sections 8 and 11), so issuing does not derive them per request. They are
+   * invalidated and zeroed with the key.
+   */
+  backend?: CryptoBackend;
 }
 
 interface Entry {
   record: PrincipalRecord | null;
-  /** Unsealed keys, parallel to record.keys; zeroed on eviction. */
-  keys: Uint8Array[];
+  /** Unsealed keys (and derived keys), parallel to record.keys; zeroed on eviction. */
+  keys: PrincipalKey[];
   /** Set when evicted and zeroed: a lookup that was waiting on it reads again. */
   dead: boolean;
+  /** The issuer's view (keys usable at the time it was built), reused while `viewUntil` holds. */
+  view: IssuerPrincipal | null;
+  /** Last instant the view's key list is right for: the earliest validUntil among its older keys. */
+  viewUntil: number;
+  viewFrom: number;
 }
 
 /**
@@ -270,6 +288,7 @@ export class PrincipalDirectory {
   private readonly cache = new Map<string, Entry>();
   private readonly loading = new Map<string, { version: number; p: Promise<Entry> }>();
   private readonly maxEntries: number;
+  private readonly backend: CryptoBackend | null;
   private readonly unsubscribe: () => void;
 
   constructor(
@@ -279,6 +298,7 @@ export class PrincipalDirectory {
     opts: PrincipalDirectoryOptions = {},
   ) {
     this.maxEntries = opts.maxEntries ?? 10_000;
+    this.backend = opts.backend ?? null;
     this.unsubscribe = watcher.onChange(() => this.clear());
   }
 
@@ -310,14 +330,16 @@ export class PrincipalDirectory {
         entry = await l.p;
       }
     }
-    const e = entry;
-    const r = e.record;
-    if (!r) return null;
-    const keys: PrincipalKey[] = [];
-    r.keys.forEach((k, i) => {
-      if (i === 0 || (k.validUntil !== null && now <= k.validUntil)) keys.push({ kvno: k.kvno, key: new Uint8Array(e.keys[i]!), validUntil: k.validUntil });
+    const v = viewOf(entry, now);
+    if (v === null) return null;
+    const copy = (k: PrincipalKey): PrincipalKey => ({
+      kvno: k.kvno,
+      key: new Uint8Array(k.key),
+      validUntil: k.validUntil ?? null,
+      ...(k.ticketKey ? { ticketKey: new Uint8Array(k.ticketKey) } : {}),
+      ...(k.requestKey ? { requestKey: new Uint8Array(k.requestKey) } : {}),
     });
-    return { name: r.name, keys, disabled: r.disabled, allowedNets: r.allowedNets, groups: r.groups };
+    return { ...v, keys: v.keys.map(copy) };
   }
 
   /** IssueDirectory.principal. */
@@ -325,14 +347,35 @@ export class PrincipalDirectory {
     return this.lookupForIssue(name, now);
   }
 
+  /**
+   * IssueDirectory.cachedPrincipal: lookupForIssue without a store read or a copy, when the
+   * cache can answer (fresh within the staleness bound, name cached); undefined otherwise. The
+   * keys are the cache's own: the caller must not zeroize them nor keep them past its current
+   * synchronous turn (a change seen by the next poll zeroes them).
+   */
+  cachedPrincipal(name: string, now: number): IssuerPrincipal | null | undefined {
+    if (!this.watcher.isFresh()) return undefined;
+    const entry = this.cache.get(name);
+    if (entry === undefined || entry.dead) return undefined;
+    return viewOf(entry, now);
+  }
+
   private async load(name: string, version: number): Promise<Entry> {
     const v = await this.store.getPrincipal(name);
-    const entry: Entry = { record: v?.value ?? null, keys: [], dead: false };
+    const entry: Entry = { record: v?.value ?? null, keys: [], dead: false, view: null, viewUntil: -Infinity, viewFrom: Infinity };
     if (v) {
       try {
-        for (const k of v.value.keys) entry.keys.push(this.ring.unseal(name, k));
+        for (const k of v.value.keys) {
+          const key = this.ring.unseal(name, k);
+          const pk: PrincipalKey = { kvno: k.kvno, key, validUntil: k.validUntil };
+          entry.keys.push(pk);
+          if (this.backend !== null) {
+            pk.ticketKey = deriveTicketKey(this.backend, key);
+            pk.requestKey = deriveRequestAuthKey(this.backend, key);
+          }
+        }
       } catch (e) {
-        for (const k of entry.keys) k.fill(0);
+        kill(entry);
         throw e;
       }
     }
@@ -362,4 +405,27 @@ export class PrincipalDirectory {
     this.unsubscribe();
     this.clear();
   }
+}
+
+/**
+ * The entry as the issuer sees it at `now`: the current key and older keys still within their
+ * validUntil. Built once and reused while `now` stays in the span where that key list holds.
+ */
+function viewOf(e: Entry, now: number): IssuerPrincipal | null {
+  const r = e.record;
+  if (r === null) return null;
+  if (e.view !== null && now >= e.viewFrom && now <= e.viewUntil) return e.view;
+  const keys: PrincipalKey[] = [];
+  let until = Infinity;
+  for (let i = 0; i < e.keys.length; i++) {
+    const k = e.keys[i] as PrincipalKey;
+    const vu = k.validUntil ?? null;
+    if (i === 0 || (vu !== null && now <= vu)) keys.push(k);
+    if (i > 0 && vu !== null && now <= vu) until = Math.min(until, vu);
+  }
+  e.view = { name: r.name, keys, disabled: r.disabled, allowedNets: r.allowedNets, groups: r.groups };
+  // Keys already past their validUntil stay excluded as time goes on; going back in time rebuilds.
+  e.viewFrom = now;
+  e.viewUntil = until;
+  return e.view;
 }

@@ -326,7 +326,7 @@ export async function startKdc(config: KdcConfig, opts: StartKdcOptions = {}): P
         return store.getPrincipal(name);
       },
     };
-    const principals = new PrincipalDirectory(counted, ring, watcher);
+    const principals = new PrincipalDirectory(counted, ring, watcher, { backend });
     const policy = new PolicyCache(store, watcher);
     cleanup.unshift(
       () => principals.close(),
@@ -340,6 +340,12 @@ export async function startKdc(config: KdcConfig, opts: StartKdcOptions = {}): P
           return principals.lookupForIssue(name, now);
         },
         policy: (now) => policy.policy(now),
+        cachedPrincipal: (name, now) => {
+          const p = principals.cachedPrincipal(name, now);
+          if (p !== undefined) metrics.principalLookups.inc(); // a miss is counted by principal()
+          return p;
+        },
+        cachedPolicy: (now) => policy.cachedPolicy(now),
       },
       backend,
       random: opts.random ?? pooledRandom(),

@@ -40,6 +40,7 @@ import {
   DEFAULT_MAX_SKEW_MS,
   DEFAULT_TICKET_LIFETIME_MS,
   type IssueOutcome,
+  type PrincipalKey,
   type PrincipalRecord,
   type ServiceRef,
   authenticate,
@@ -61,10 +62,35 @@ export const silentLog: LogFn = () => undefined;
  * kdc/policy.ts). Either may throw StoreUnavailableError when the store cannot be reached.
  */
 export interface IssueDirectory {
-  /** The principal with its keys unsealed, or null when unknown. */
+  /** The principal with its keys unsealed (copies the service zeroizes), or null when unknown. */
   principal(name: string, now: number): Promise<PrincipalRecord | null>;
   /** The policy check as of `now` (synchronous once loaded). */
-  policy(now: number): Promise<(client: string, groups: readonly string[], gateway: string, service: ServiceRef) => boolean>;
+  policy(now: number): Promise<PolicyCheck>;
+  /**
+   * Optional fast path: principal() answered from a fresh cache without waiting, or undefined
+   * when that needs a store read. The keys are the cache's own: used only within the current
+   * synchronous turn, never zeroized by the service.
+   */
+  cachedPrincipal?(name: string, now: number): PrincipalRecord | null | undefined;
+  /** Optional fast path: policy() from a fresh cache, or undefined. */
+  cachedPolicy?(now: number): PolicyCheck | undefined;
+}
+
+type PolicyCheck = (client: string, groups: readonly string[], gateway: string, service: ServiceRef) => boolean;
+
+/** Copies of a principal's key material, so that it outlives an await (the caller zeroizes). */
+function detachKey(k: PrincipalKey): PrincipalKey {
+  return {
+    kvno: k.kvno,
+    key: new Uint8Array(k.key),
+    validUntil: k.validUntil ?? null,
+    ...(k.ticketKey ? { ticketKey: new Uint8Array(k.ticketKey) } : {}),
+    ...(k.requestKey ? { requestKey: new Uint8Array(k.requestKey) } : {}),
+  };
+}
+
+function zeroizeKeys(p: PrincipalRecord): void {
+  for (const k of p.keys) zeroize(k.key, k.ticketKey, k.requestKey);
 }
 
 export interface KdcServiceOptions {
@@ -173,6 +199,8 @@ export class StoreHealth {
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+
+const denyAll: PolicyCheck = () => false;
 
 function serviceName(m: IssueRequestMsg): string {
   const a = formatAddr(m.tuple.serverAddr);
@@ -318,23 +346,50 @@ export class KdcService {
   private async process(m: IssueRequestMsg, raw: Uint8Array): Promise<Uint8Array> {
     const now = this.o.clock();
     const dir = this.o.directory;
+    // Copies of key material taken for an await; zeroed at the end. Cached views (the fast
+    // path) are used only synchronously and are the cache's to zero.
     const held: PrincipalRecord[] = [];
     try {
-      const gateway = await this.store('lookup', dir.principal(m.gatewayPrincipal, now));
-      if (gateway !== null) {
-        held.push(gateway);
-        if (this.limiter !== null && !this.limiter.allowed(gateway.name, now)) return this.refuse(m, KdcErrorCode.RateLimited, 'gateway over its request rate');
+      let gateway = dir.cachedPrincipal?.(m.gatewayPrincipal, now);
+      if (gateway === undefined) {
+        gateway = await this.store('lookup', dir.principal(m.gatewayPrincipal, now));
+        if (gateway !== null) held.push(gateway);
       }
-      const base = { now, random: this.o.random, backend: this.o.backend, ticketLifetimeMs: this.o.ticketLifetimeMs, maxSkewMs: this.o.maxSkewMs };
-      const a = authenticate({ message: m, raw }, { ...base, lookupPrincipal: () => gateway });
+      if (gateway !== null && this.limiter !== null && !this.limiter.allowed(gateway.name, now)) {
+        return this.refuse(m, KdcErrorCode.RateLimited, 'gateway over its request rate');
+      }
+      const ctx = {
+        now,
+        random: this.o.random,
+        backend: this.o.backend,
+        ticketLifetimeMs: this.o.ticketLifetimeMs,
+        maxSkewMs: this.o.maxSkewMs,
+        lookupPrincipal: (): PrincipalRecord | null => gateway,
+        policyAllows: denyAll,
+      };
+      const a = authenticate({ message: m, raw }, ctx);
       if (!a.ok) return this.answered(m, a.error);
+      let authenticated = a.value;
       // Only an authenticated request gets the client looked up (kdc/issuer.ts, authenticate()).
-      const [client, policyAllows] = await this.store('lookup', Promise.all([dir.principal(m.clientPrincipal, now), dir.policy(now)]));
-      if (client !== null) held.push(client);
-      const outcome = issueAuthenticated(a.value, { ...base, policyAllows, lookupPrincipal: () => client });
+      let client = dir.cachedPrincipal?.(m.clientPrincipal, now);
+      let policyAllows = client === undefined ? undefined : dir.cachedPolicy?.(now);
+      if (client === undefined || policyAllows === undefined) {
+        if (!held.includes(authenticated.gateway)) {
+          // The gateway key is the cache's: take a copy of it before waiting.
+          const gatewayKey = detachKey(authenticated.gatewayKey);
+          held.push({ ...authenticated.gateway, keys: [gatewayKey] });
+          authenticated = { ...authenticated, gatewayKey };
+        }
+        [client, policyAllows] = await this.store('lookup', Promise.all([dir.principal(m.clientPrincipal, now), dir.policy(now)]));
+        if (client !== null) held.push(client);
+      }
+      const found = client;
+      ctx.lookupPrincipal = () => found;
+      ctx.policyAllows = policyAllows;
+      const outcome = issueAuthenticated(authenticated, ctx);
       return await this.record(m, raw, outcome, now);
     } finally {
-      for (const p of held) for (const k of p.keys) zeroize(k.key);
+      for (const p of held) zeroizeKeys(p);
     }
   }
 

@@ -166,9 +166,12 @@ export class ByteWriter {
     return this;
   }
 
-  str(s: string): this {
-    const b = strBytes(s);
-    if (b === null) throw new EncodeError(`str must be 1..255 bytes of well-formed UTF-8: ${JSON.stringify(s.slice(0, 40))}`);
+  /** A `str` field; `s` may be its UTF-8 bytes already (from strBytes, or as decoded). */
+  str(s: string | Uint8Array): this {
+    const b = typeof s === 'string' ? strBytes(s) : s;
+    if (b === null || b.length < 1 || b.length > STR_MAX_BYTES) {
+      throw new EncodeError(`str must be 1..255 bytes of well-formed UTF-8: ${typeof s === 'string' ? JSON.stringify(s.slice(0, 40)) : `${s.length} bytes`}`);
+    }
     return this.u8(b.length).bytes(b);
   }
 
@@ -194,6 +197,14 @@ export class ByteWriter {
     if (offset < 0 || offset + 4 > this.len) throw new EncodeError(`patch offset ${offset} outside written bytes`);
     this.putU32(offset, v);
     return this;
+  }
+
+  /**
+   * The bytes written so far, as a view (no copy): valid until the next write that outgrows the
+   * capacity given to the constructor. For AADs that are a prefix of what is being written.
+   */
+  view(): Uint8Array {
+    return this.buf.subarray(0, this.len);
   }
 
   /** The written bytes (a fresh array of exactly `length` bytes). */

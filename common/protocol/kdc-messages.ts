@@ -153,14 +153,29 @@ const readers: Readonly<Record<number, (r: ByteReader) => KdcMessage>> = {
   },
 };
 
+// Which frame each decoded message came from. The decoders are canonical (every field has one
+// encoding and the body is consumed exactly), so a message decoded from `raw` re-encodes to
+// exactly `raw`: the KDC can check "these fields are what the authenticator covered" by identity
+// instead of re-encoding. Decoded messages are never modified in place.
+const decodedFrom = new WeakMap<KdcMessage, Uint8Array>();
+
+/** True when `m` is the unmodified result of decoding exactly the frame `raw` here. */
+export function isDecodedFrom(m: KdcMessage, raw: Uint8Array): boolean {
+  return decodedFrom.get(m) === raw;
+}
+
 /** Decodes a frame from a FrameDecoder. Never throws. */
 export function decodeKdcFrame(frame: Frame): Result<KdcMessage, ProtocolError> {
-  return decodeFrameBody(frame, readers);
+  const d = decodeFrameBody(frame, readers);
+  if (d.ok) decodedFrom.set(d.value, frame.raw);
+  return d;
 }
 
 /** Decodes one complete frame, returning the frame too (the KDC needs its raw bytes). */
 export function decodeKdcMessage(bytes: Uint8Array): Result<{ frame: Frame; message: KdcMessage }, ProtocolError> {
-  return decodeSingleFrame(bytes, readers);
+  const d = decodeSingleFrame(bytes, readers);
+  if (d.ok) decodedFrom.set(d.value.message, d.value.frame.raw);
+  return d;
 }
 
 /** The ISSUE_ERROR code for a request frame that did not decode. */

@@ -40,6 +40,17 @@ export function sealIssueRequest(backend: CryptoBackend, gatewayKey: Uint8Array,
  */
 export function verifyRequestAuthenticator(backend: CryptoBackend, gatewayKey: Uint8Array, frame: Uint8Array): boolean {
   if (frame.length < FRAME_HEADER_LEN + 2 + AUTHENTICATOR_LEN) return false;
-  const expected = computeRequestAuthenticator(backend, gatewayKey, coveredPart(frame));
+  const authKey = deriveRequestAuthKey(backend, gatewayKey);
+  try {
+    return verifyRequestAuthenticatorWithKey(backend, authKey, frame);
+  } finally {
+    zeroize(authKey);
+  }
+}
+
+/** verifyRequestAuthenticator with the request key already derived (deriveRequestAuthKey), for callers that cache it. */
+export function verifyRequestAuthenticatorWithKey(backend: CryptoBackend, authKey: Uint8Array, frame: Uint8Array): boolean {
+  if (frame.length < FRAME_HEADER_LEN + 2 + AUTHENTICATOR_LEN) return false;
+  const expected = backend.hmacSha256(authKey, coveredPart(frame));
   return constantTimeEqual(expected, frame.subarray(frame.length - AUTHENTICATOR_LEN));
 }

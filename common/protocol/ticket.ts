@@ -6,7 +6,7 @@ import { type Result, ok, err } from '../result';
 import type { CryptoBackend } from '../crypto/backend';
 import { zeroize } from '../crypto/compare';
 import { type Binding, readBinding, writeBinding } from './binding';
-import { ByteReader, ByteWriter, type ProtocolError } from './codec';
+import { BLOB_MAX_BYTES, ByteReader, ByteWriter, EncodeError, type ProtocolError, strBytes } from './codec';
 import { SESSION_KEY_LEN } from './key-schedule';
 
 export const TICKET_VERSION = 1;
@@ -14,6 +14,8 @@ export const TICKET_NONCE_LEN = 12;
 export const REQUEST_ID_LEN = 16;
 export const LONG_TERM_KEY_LEN = 32;
 const AEAD_TAG_LEN = 16;
+/** Longest binding encoding (two 255-byte principals, IPv6): docs/PROTOCOL.md section 7. */
+const MAX_BINDING_LEN = 612;
 const TICKET_KEY_INFO = new TextEncoder().encode('ciphergate/1 ticket');
 
 /** One long-term key of a principal, named by its key version number. */
@@ -61,7 +63,7 @@ export function deriveTicketKey(backend: CryptoBackend, longTermKey: Uint8Array)
   return backend.hkdf(longTermKey, new Uint8Array(0), TICKET_KEY_INFO, 32);
 }
 
-function writeHeader(w: ByteWriter, owner: string, kvno: number, requestId: Uint8Array): ByteWriter {
+function writeHeader(w: ByteWriter, owner: string | Uint8Array, kvno: number, requestId: Uint8Array): ByteWriter {
   return w.u8(TICKET_VERSION).str(owner).u32(kvno).bytes(requestId, REQUEST_ID_LEN);
 }
 
@@ -89,15 +91,54 @@ export function decodeTicket(bytes: Uint8Array): Result<TicketEnvelope, Protocol
 export function sealTicket(backend: CryptoBackend, input: SealTicketInput): Uint8Array {
   if (input.sessionKey.length !== SESSION_KEY_LEN) throw new RangeError(`session key must be ${SESSION_KEY_LEN} bytes`);
   if (input.nonce.length !== TICKET_NONCE_LEN) throw new RangeError(`ticket nonce must be ${TICKET_NONCE_LEN} bytes`);
-  const aad = writeHeader(new ByteWriter(64), input.owner, input.ownerKey.kvno, input.requestId).finish();
-  const pw = writeBinding(new ByteWriter(256).bytes(input.sessionKey), input.binding);
-  const plaintext = pw.finish();
-  pw.wipe();
+  const plaintext = encodeTicketPlaintext(input.sessionKey, input.binding);
   const ticketKey = deriveTicketKey(backend, input.ownerKey.key);
-  const sealed = backend.aeadSeal(ticketKey, input.nonce, plaintext, aad);
-  zeroize(ticketKey);
-  zeroize(plaintext);
-  return encodeTicket({ owner: input.owner, kvno: input.ownerKey.kvno, requestId: input.requestId, nonce: input.nonce, sealed });
+  try {
+    return sealTicketPlaintext(backend, { owner: input.owner, kvno: input.ownerKey.kvno, ticketKey, requestId: input.requestId, nonce: input.nonce, plaintext });
+  } finally {
+    zeroize(ticketKey);
+    zeroize(plaintext);
+  }
+}
+
+/**
+ * The sealed part's plaintext, `sessionKey || encodeBinding(binding)`. Both tickets of one issue
+ * carry the same plaintext, so the KDC encodes it once. Secret: the caller zeroizes it.
+ */
+export function encodeTicketPlaintext(sessionKey: Uint8Array, binding: Binding): Uint8Array {
+  if (sessionKey.length !== SESSION_KEY_LEN) throw new RangeError(`session key must be ${SESSION_KEY_LEN} bytes`);
+  const w = writeBinding(new ByteWriter(SESSION_KEY_LEN + MAX_BINDING_LEN).bytes(sessionKey), binding);
+  const plaintext = w.finish();
+  w.wipe();
+  return plaintext;
+}
+
+export interface SealTicketPlaintextInput {
+  owner: string;
+  kvno: number;
+  /** deriveTicketKey(owner's long-term key of `kvno`): callers that issue often cache it. */
+  ticketKey: Uint8Array;
+  requestId: Uint8Array;
+  /** 12 bytes from the KDC's random source. */
+  nonce: Uint8Array;
+  /** From encodeTicketPlaintext. */
+  plaintext: Uint8Array;
+}
+
+/** sealTicket with the ticket key already derived and the plaintext already encoded: same bytes. */
+export function sealTicketPlaintext(backend: CryptoBackend, input: SealTicketPlaintextInput): Uint8Array {
+  if (input.nonce.length !== TICKET_NONCE_LEN) throw new RangeError(`ticket nonce must be ${TICKET_NONCE_LEN} bytes`);
+  if (input.requestId.length !== REQUEST_ID_LEN) throw new RangeError(`requestId must be ${REQUEST_ID_LEN} bytes`);
+  const owner = strBytes(input.owner);
+  if (owner === null) throw new EncodeError(`ticket owner must be 1..255 bytes of well-formed UTF-8`);
+  const sealedLen = input.plaintext.length + AEAD_TAG_LEN;
+  if (sealedLen > BLOB_MAX_BYTES) throw new EncodeError(`sealed part too long: ${sealedLen}`);
+  // One exact-size buffer: the header is written once and is itself the AAD.
+  const aadLen = 1 + 1 + owner.length + 4 + REQUEST_ID_LEN;
+  const out = writeHeader(new ByteWriter(aadLen + TICKET_NONCE_LEN + 2 + sealedLen), owner, input.kvno, input.requestId);
+  const aad = out.view();
+  const sealed = backend.aeadSeal(input.ticketKey, input.nonce, input.plaintext, aad);
+  return out.bytes(input.nonce).blob(sealed).finish();
 }
 
 /**

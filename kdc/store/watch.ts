@@ -56,9 +56,14 @@ export class ChangeWatcher {
     this.timer = null;
   }
 
+  /** True when the version was confirmed within maxStalenessMs: what was cached under it may be used without a read. */
+  isFresh(): boolean {
+    return this.version !== null && this.clock() - this.confirmedAt <= this.maxStalenessMs;
+  }
+
   /** The version, re-read first when the last confirmation is older than maxStalenessMs. */
   async ensureFresh(): Promise<number> {
-    if (this.version !== null && this.clock() - this.confirmedAt <= this.maxStalenessMs) return this.version;
+    if (this.isFresh()) return this.version as number;
     return this.poll();
   }
 
