@@ -11,6 +11,7 @@ export const commands: Record<string, () => Command> = {
   kdc: () => require('./commands/kdc').command,
   'kdc-admin': () => require('./commands/kdc-admin').command,
   'kdc-client': () => require('./commands/kdc-client').command,
+  lab: () => require('./commands/lab').command,
   replay: () => require('./commands/replay').command,
   status: () => require('./commands/status').command,
 };

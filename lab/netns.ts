@@ -364,12 +364,12 @@ export class NetnsLab {
     ns: string,
     dev: string,
     file: string,
-    opts: { filter?: string; timeoutMs?: number } = {},
+    opts: { filter?: string; timeoutMs?: number; logFile?: string } = {},
   ): Promise<Capture> {
     // -Z root: tcpdump would otherwise drop to its own user and may not write `file`.
     const args = ['-Z', 'root', '-i', dev, '-n', '-s', '0', '-U', '--immediate-mode', '-w', file];
     if (opts.filter) args.push(opts.filter);
-    const proc = this.spawn(ns, 'tcpdump', args);
+    const proc = this.spawn(ns, 'tcpdump', args, opts.logFile === undefined ? {} : { logFile: opts.logFile });
     const timeoutMs = opts.timeoutMs ?? 10_000;
     const deadline = Date.now() + timeoutMs;
     let exitCode: number | null | undefined;

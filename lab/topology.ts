@@ -302,12 +302,23 @@ export class CiphergateLab {
     return this.netns.exec(this.server.ns, cmd, args, { timeoutMs: 120_000, ...opts });
   }
 
-  async startCaptures(tag = 'run'): Promise<{ wire: string; server: string }> {
-    const wire = this.file(`wire-${tag}.pcap`);
-    const server = this.file(`server-${tag}.pcap`);
-    this.captures.push(await this.netns.startCapture(this.wireDev.ns, this.wireDev.dev, wire, { filter: 'tcp' }));
-    this.captures.push(await this.netns.startCapture(this.serverDev.ns, this.serverDev.dev, server, { filter: 'tcp' }));
-    return { wire, server };
+  /**
+   * tcpdump on every link: the encrypted wire (client side), the server side, and the KDC link
+   * (KDC requests and answers). Returns the pcap paths.
+   */
+  async startCaptures(tag = 'run'): Promise<{ wire: string; server: string; kdc: string }> {
+    const files = { wire: this.file(`wire-${tag}.pcap`), server: this.file(`server-${tag}.pcap`), kdc: this.file(`kdc-${tag}.pcap`) };
+    const links = [
+      [this.wireDev, files.wire],
+      [this.serverDev, files.server],
+      [{ ns: this.kdcNs, dev: 'k0' }, files.kdc],
+    ] as const;
+    for (const [{ ns, dev }, file] of links) {
+      // Persistent labs log to a file so tcpdump outlives `ciphergate lab up`.
+      const logFile = this.opts.persistent ? `${file}.log` : undefined;
+      this.captures.push(await this.netns.startCapture(ns, dev, file, { filter: 'tcp', ...(logFile ? { logFile } : {}) }));
+    }
+    return files;
   }
 
   async stopCaptures(): Promise<void> {
