@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs what ciphergate needs on a fresh Debian machine (as root) and builds it. Idempotent:
+# Installs what ciphergate needs on a fresh Debian machine (as root) and builds it: a C++
+# toolchain for the native addons (cap, nfqueue, raw-socket), the programs the lab and tests run.
+# Idempotent:
 # packages already present are not reinstalled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libpcap-dev libnetfilter-queue-dev tcpdump tshark redis-server redis-tools iperf3 stunnel4 nftables iptables ethtool iproute2 curl python3)
+packages=(build-essential python3 libpcap-dev libnetfilter-queue-dev tcpdump tshark redis-server redis-tools iperf3 stunnel4 openssl nftables iptables ethtool iproute2 procps util-linux curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
