@@ -455,9 +455,10 @@ export class NetnsLab {
         failures.push(`${what}: ${(e as Error).message}`);
       }
     };
-    this.cleaned = true;
     for (const proc of [...this.processes].reverse()) await attempt(`stop pid ${proc.pid}`, () => proc.stop());
+    // Loss rules are removed through exec(), so the lab counts as open until they are gone.
     for (const rule of [...this.lossRules]) await attempt(`nft table ${rule.table}`, () => rule.remove());
+    this.cleaned = true;
     for (const ns of this.namespaces.splice(0).reverse()) {
       await attempt(`netns ${ns}`, () => run('ip', ['netns', 'del', ns]));
     }
