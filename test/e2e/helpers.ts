@@ -20,7 +20,7 @@ export const REPO = path.resolve(__dirname, '..', '..');
 export const E2E_TOOLS = ['ip', 'nft', 'tcpdump', 'ethtool', 'curl', 'sha256sum', 'redis-server', 'redis-cli', 'iperf3', 'xargs', 'bash'] as const;
 
 /** Why the suite cannot run here, or null. */
-export function skipReason(extra: { tools?: readonly string[]; distFiles?: readonly string[] } = {}): string | null {
+export function skipReason(extra: { tools?: readonly string[]; distFiles?: readonly string[]; check?: () => string | null } = {}): string | null {
   if (!isRoot()) return 'needs root (network namespaces, nftables, tcpdump)';
   const missing = missingTools([...E2E_TOOLS, ...(extra.tools ?? [])]);
   if (missing.length > 0) return `missing tools: ${missing.join(', ')}`;
@@ -28,7 +28,7 @@ export function skipReason(extra: { tools?: readonly string[]; distFiles?: reado
     if (!fs.existsSync(path.join(REPO, rel))) return `${rel} is not built (run \`npx tsc -p .\`)`;
   }
   if (!fs.existsSync(cliPath())) return `${cliPath()} is missing`;
-  return null;
+  return extra.check?.() ?? null;
 }
 
 /** describe, or describe.skip with the reason printed once. */
