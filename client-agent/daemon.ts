@@ -8,7 +8,7 @@ import { getBackend } from '../common/crypto';
 import { systemRandom } from '../common/crypto/random';
 import { formatHostPort } from '../common/config/walker';
 import { EngineDriver } from '../runtime/engine-driver';
-import { engineRegistry } from '../runtime/engine-metrics';
+import { type StatusFigures, registryFromStatus } from '../runtime/engine-metrics';
 import { KdListener } from '../runtime/kd-transport';
 import { NfqueueDatapath } from '../runtime/nfqueue-datapath';
 import { Steering, agentClosedRules, agentRules } from '../runtime/steering';
@@ -121,15 +121,7 @@ export class AgentDaemon {
   }
 
   private metricsRegistry(): Registry {
-    return engineRegistry({
-      role: 'agent',
-      counters: () => this.engine.counters.snapshot(),
-      flowStates: () => countBy(this.engine.flows(this.driver.now())),
-      keyedFlows: () => this.engine.keyedFlowCount,
-      keyingsInProgress: () => this.engine.flows(this.driver.now()).filter((f) => f.state === 'syn-sent' || f.state === 'keying').length,
-      datapath: () => this.datapath.stats,
-      kdConnections: () => this.listener.connections,
-      kdcInFlight: () => 0,
-    });
+    return registryFromStatus('agent', () => this.status() as unknown as StatusFigures);
   }
+
 }

@@ -11,7 +11,7 @@ import { systemRandom } from '../common/crypto/random';
 import { formatHostPort } from '../common/config/walker';
 import { KdcClient } from '../kdc/client';
 import { type Datapath, EngineDriver } from '../runtime/engine-driver';
-import { engineRegistry } from '../runtime/engine-metrics';
+import { type StatusFigures, registryFromStatus } from '../runtime/engine-metrics';
 import { KdDialer } from '../runtime/kd-transport';
 import { NfqueueDatapath } from '../runtime/nfqueue-datapath';
 import { Steering, gatewayClosedRules, gatewayRules } from '../runtime/steering';
@@ -164,17 +164,9 @@ export class GatewayDaemon {
   }
 
   private metricsRegistry(): Registry {
-    return engineRegistry({
-      role: 'gateway',
-      counters: () => this.engine.counters.snapshot(),
-      flowStates: () => countBy(this.engine.flows(this.driver.now())),
-      keyedFlows: () => this.engine.keyedFlowCount,
-      keyingsInProgress: () => this.engine.pendingKeyingCount,
-      datapath: () => this.datapath.stats,
-      kdConnections: () => this.dialer.connections,
-      kdcInFlight: () => this.driver.kdcInFlight,
-    });
+    return registryFromStatus('gateway', () => this.status() as unknown as StatusFigures);
   }
+
 }
 
 /** The steering rules of a running gateway: every worker's queue in one balanced range. */

@@ -10,7 +10,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { formatHostPort } from '../common/config/walker';
 import { type Log, countBy, runUntilSignalled, serveOps } from '../runtime/daemon-kit';
-import { engineRegistry } from '../runtime/engine-metrics';
+import { type StatusFigures, registryFromStatus } from '../runtime/engine-metrics';
 import { Steering } from '../runtime/steering';
 import { type GatewayConfig, loadGatewayConfig } from './config';
 import { GatewayDaemon, type GatewayDaemonOptions, gatewayClosedSteering, gatewaySteering } from './daemon';
@@ -108,17 +108,7 @@ export async function runGatewayPrimary(file: string, config: GatewayConfig, log
     registry: () => registry,
     readiness: () => ({ ready: workers.size === count, problems: workers.size === count ? [] : [`${count - workers.size} of ${count} workers down`] }),
   });
-  const sum = (k: string) => () => Number(merged()[k] ?? 0);
-  const registry = engineRegistry({
-    role: 'gateway',
-    counters: () => merged().counters as Record<string, number>,
-    flowStates: () => merged().flowStates as Record<string, number>,
-    keyedFlows: sum('keyedFlows'),
-    keyingsInProgress: sum('keyingsInProgress'),
-    datapath: () => merged().datapath as Record<string, number>,
-    kdConnections: () => Number((merged().keyDelivery as { connections: number }).connections),
-    kdcInFlight: () => Number((merged().kdc as { inFlight: number }).inFlight),
-  });
+  const registry = registryFromStatus('gateway', () => merged() as unknown as StatusFigures);
   log('info', 'gateway-started', { principal: config.principal, mode: config.mode, workers: count, queues: `${config.nfqueue?.queue}..${(config.nfqueue?.queue ?? 0) + count - 1}`, kdc: config.kdc.endpoints.map(formatHostPort), steering: steering.backend });
 
   let current = config;

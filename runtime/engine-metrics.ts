@@ -63,3 +63,28 @@ export function engineRegistry(src: MetricsSource): Registry {
   if (src.role === 'gateway') gauge('kdc_requests_in_flight', 'KDC requests sent and not yet answered', () => src.kdcInFlight());
   return registry;
 }
+
+/** The status document fields the metrics read (both daemons' status() and the merged one). */
+export interface StatusFigures {
+  counters: Record<string, number>;
+  flowStates: Record<string, number>;
+  keyedFlows: number;
+  keyingsInProgress: number;
+  datapath: Record<string, number>;
+  keyDelivery: { connections: number };
+  kdc?: { inFlight: number };
+}
+
+/** Metrics read from a daemon's status document at each scrape. */
+export function registryFromStatus(role: 'gateway' | 'agent', status: () => StatusFigures): Registry {
+  return engineRegistry({
+    role,
+    counters: () => status().counters,
+    flowStates: () => status().flowStates,
+    keyedFlows: () => status().keyedFlows,
+    keyingsInProgress: () => status().keyingsInProgress,
+    datapath: () => status().datapath,
+    kdConnections: () => status().keyDelivery.connections,
+    kdcInFlight: () => status().kdc?.inFlight ?? 0,
+  });
+}

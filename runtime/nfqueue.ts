@@ -45,6 +45,8 @@ export class NfQueue {
   static open(queue: number, onPacket: (p: QueuedPacket) => void, bufferBytes = 8 * 1024 * 1024): NfQueue {
     let binding: NfqueueBinding;
     try {
+      // Loaded here, not imported: a missing build must become an error that says how to fix it.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
       binding = require('nfqueue') as NfqueueBinding;
     } catch (e) {
       throw new Error(`the nfqueue addon does not load (${(e as Error).message}); install with npm and allowScripts so it is built, with libnetfilter-queue-dev present`);

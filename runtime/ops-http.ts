@@ -18,16 +18,17 @@ export class OpsHttpServer {
   constructor(private readonly o: OpsHttpOptions) {
     this.server = http.createServer((req, res) => void this.route(req, res));
     this.server.keepAliveTimeout = 5000;
+    this.server.headersTimeout = 10_000;
     this.server.requestTimeout = 10_000;
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
-    const send = (status: number, type: string, body: string): void => {
-      res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+    const send = (status: number, type: string, body: string, extra: Record<string, string> = {}): void => {
+      res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...extra });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'method not allowed\n');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'method not allowed\n', { allow: 'GET, HEAD' });
     try {
       if (path === '/metrics') {
         const registry = this.o.registry();

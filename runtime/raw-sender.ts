@@ -21,6 +21,7 @@ interface RawBinding {
 
 function loadRaw(): RawBinding {
   try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require('raw-socket') as RawBinding;
   } catch (e) {
     throw new Error(`the raw-socket addon does not load (${(e as Error).message}); install with npm and allowScripts so it is built`);

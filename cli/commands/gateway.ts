@@ -36,6 +36,8 @@ export const command: Command = {
     const config = loadGatewayConfig(file);
     const log = jsonLogger(process.stdout, config.log.level, { role: 'gateway' });
     const bridgeDatapath: GatewayDaemonOptions['bridgeDatapath'] = (c, onError) =>
+      // Bridge mode only: cap loads only when it is used.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
       new (require('../../runtime/bridge-datapath') as typeof import('../../runtime/bridge-datapath')).BridgeDatapath(c, onError);
     if (isGatewayWorker()) {
       await runGatewayWorker(file, jsonLogger(process.stdout, config.log.level, { role: 'gateway', worker: Number(process.env.CIPHERGATE_GATEWAY_WORKER) }), { bridgeDatapath });
