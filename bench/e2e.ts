@@ -207,6 +207,8 @@ async function cpuDuring<T>(pids: Record<string, number>, fn: () => Promise<T>):
 
 interface PathSpec {
   path: PathKind;
+  /** Daemons of the path that have died (checked before each measurement), if it has any. */
+  dead?: () => Promise<string[]>;
   label: string;
   /** Where the client programs connect (the stunnel client for stunnel). */
   http: { host: string; port: number };
@@ -224,7 +226,7 @@ async function iperf(lab: CiphergateLab, target: PathSpec['iperf'], seconds: num
   // iperf3 reads -t as a whole number (and 0 as "forever").
   const t = Math.max(1, Math.round(seconds));
   const r = await lab.client$('iperf3', ['-c', target.host, '-p', String(target.port), '-t', String(t), '-P', String(streams), '-J', '--connect-timeout', '5000'], {
-    timeoutMs: t * 1000 + 30_000,
+    timeoutMs: t * 1000 + 15_000,
     allowFailure: true,
   });
   let j: IperfJson;
@@ -249,8 +251,14 @@ async function load<T>(lab: CiphergateLab, what: 'latency' | 'rate', target: Pat
   return result as T;
 }
 
-/** Runs `fn`, recording a failure instead of throwing. */
-async function attempt<T>(failures: string[], what: string, fn: () => Promise<T>): Promise<T | null> {
+/** Runs `fn`, recording a failure instead of throwing; skipped once a daemon of the path died. */
+async function attempt<T>(failures: string[], spec: PathSpec, what: string, fn: () => Promise<T>): Promise<T | null> {
+  const dead = (await spec.dead?.()) ?? [];
+  if (dead.length > 0) {
+    if (!failures.some((f) => f.startsWith('daemon died'))) failures.push(...dead.map((d) => `daemon died: ${d}`));
+    failures.push(`${what}: skipped (a daemon died)`);
+    return null;
+  }
   try {
     return await fn();
   } catch (e) {
@@ -262,10 +270,10 @@ async function attempt<T>(failures: string[], what: string, fn: () => Promise<T>
 async function measurePath(lab: CiphergateLab, spec: PathSpec, o: Required<Pick<E2eBenchOptions, 'seconds' | 'concurrency'>>): Promise<PathResult> {
   const failures: string[] = [];
   const maxSequential = Math.max(50, Math.round(1000 * o.seconds));
-  const one = await attempt(failures, 'iperf3 one stream', () => cpuDuring(spec.pids, () => iperf(lab, spec.iperf, o.seconds, 1)));
-  const two = await attempt(failures, 'iperf3 -P 2', () => iperf(lab, spec.iperf, o.seconds, 2));
-  const latency = await attempt(failures, 'connect+first byte', () => load<LatencySummary>(lab, 'latency', spec.http, o.seconds, maxSequential));
-  const rate = await attempt(failures, 'new connections/s', () => cpuDuring(spec.pids, () => load<RateSummary>(lab, 'rate', spec.http, o.seconds, o.concurrency)));
+  const one = await attempt(failures, spec, 'iperf3 one stream', () => cpuDuring(spec.pids, () => iperf(lab, spec.iperf, o.seconds, 1)));
+  const two = await attempt(failures, spec, 'iperf3 -P 2', () => iperf(lab, spec.iperf, o.seconds, 2));
+  const latency = await attempt(failures, spec, 'connect+first byte', () => load<LatencySummary>(lab, 'latency', spec.http, o.seconds, maxSequential));
+  const rate = await attempt(failures, spec, 'new connections/s', () => cpuDuring(spec.pids, () => load<RateSummary>(lab, 'rate', spec.http, o.seconds, o.concurrency)));
   let cpu: PathCpu | null = null;
   if (Object.keys(spec.pids).length > 0) {
     const total = (c: Record<string, number> | undefined): number | null => (c === undefined ? null : Object.values(c).reduce((a, b) => a + b, 0));
@@ -312,7 +320,7 @@ async function deadDaemons(lab: CiphergateLab): Promise<string[]> {
     const p = lab.procs.get(name);
     if (!p) continue;
     const code = await Promise.race([p.exited, new Promise<'running'>((r) => setTimeout(() => r('running'), 10))]);
-    if (code !== 'running') dead.push(`${name} exited (${code}): ${p.stdout().trim().split('\n').slice(-3).join(' | ')}`);
+    if (code !== 'running') dead.push(`${name} exited (${code}): ${p.stdout().trim().split('\n').slice(-12).join(' | ')}`);
   }
   return dead;
 }
@@ -332,6 +340,7 @@ export async function runE2eBench(opts: E2eBenchOptions): Promise<E2eBenchResult
   const paths: PathResult[] = [];
   const notes: string[] = [];
   let tls: TlsDescription | null = null;
+  let keepLogs = false;
   // The router lab always runs: it carries the plain and stunnel baselines.
   const order: LabMode[] = ['router', ...E2E_MODES.filter((m) => m !== 'router' && opts.modes.includes(m))];
   try {
@@ -347,6 +356,7 @@ export async function runE2eBench(opts: E2eBenchOptions): Promise<E2eBenchResult
         lab = await CiphergateLab.up({ mode, dir: path.join(workDir, mode) });
       } catch (e) {
         labs.push({ mode, status: 'failed', reason: (e as Error).message.slice(0, 2000) });
+        keepLogs = true;
         continue;
       }
       const outcome: LabOutcome = { mode, status: 'ok', upSeconds: round((performance.now() - t0) / 1000, 1) };
@@ -372,6 +382,7 @@ export async function runE2eBench(opts: E2eBenchOptions): Promise<E2eBenchResult
             http: { host: s, port: LAB_PORTS.http },
             iperf: { host: s, port: LAB_PORTS.iperf },
             pids: { gateway: pid('gateway'), agent: pid('agent'), kdc: pid('kdc'), 'kdc redis': pid('redis') },
+            dead: () => deadDaemons(lab),
           });
         }
         for (const spec of specs) {
@@ -379,20 +390,24 @@ export async function runE2eBench(opts: E2eBenchOptions): Promise<E2eBenchResult
           const result = await measurePath(lab, spec, o);
           if (spec.path === 'ciphergate') {
             result.counters = await daemonCounters(lab);
-            for (const d of await deadDaemons(lab)) result.failures.push(d);
+            if (!result.failures.some((f) => f.startsWith('daemon died'))) result.failures.push(...(await deadDaemons(lab)).map((d) => `daemon died: ${d}`));
           }
+          if (result.failures.length > 0) keepLogs = true;
           paths.push(result);
         }
       } catch (e) {
         outcome.status = 'failed';
         outcome.reason = (e as Error).message.slice(0, 2000);
+        keepLogs = true;
       } finally {
         step(`${mode} lab: down`);
         await lab.down().catch((e: unknown) => notes.push(`${mode} lab teardown: ${(e as Error).message}`));
       }
     }
   } finally {
-    if (ownDir) fs.rmSync(workDir, { recursive: true, force: true });
+    // The daemons' logs are what explains a failure: keep them then.
+    if (ownDir && !keepLogs) fs.rmSync(workDir, { recursive: true, force: true });
+    else if (keepLogs) notes.push(`Something failed: configs and logs (gateway.log, agent.log, kdc.log, stunnel-*.log per lab) kept in ${workDir}.`);
   }
   notes.push(...standingNotes(os.cpus().length));
   return {
@@ -418,7 +433,8 @@ function standingNotes(cores: number): string[] {
   return [
     `All namespaces share this machine's ${cores} cores: the load generators (iperf3, node), the servers, the daemons and stunnel compete for them, so every figure is of this machine under that sharing.`,
     'The bridge lab\'s plain path also crosses ciphergate\'s userspace bridge; the bridge verdict takes its overhead against the router lab\'s plain (kernel) path.',
-    'CPU counts only the path\'s own processes; kernel forwarding, NFQUEUE copies charged to softirq and the load generators are not in it.',
+    "CPU counts only the path's own processes (their system time includes the NFQUEUE and capture copies); forwarding and TCP work in softirq, and the load generators, are nobody's and not counted.",
+    'Every lab interface has GRO/GSO/TSO and checksum offloads off (ciphergate requires it), for every path alike: plain TCP moves 1500-byte frames, hence ~1-2 Gbit/s rather than tens.',
   ];
 }
 
@@ -510,7 +526,9 @@ function problems(result: E2eBenchResult): string[] {
     ...result.labs.filter((l) => l.status !== 'ok').map((l) => `${l.mode} lab ${l.status}: ${(l.reason ?? '').split('\n')[0]}`),
     ...result.paths.flatMap((p) => [
       ...p.failures.map((f) => `${p.label}: ${f}`),
-      ...[p.connectFirstByte, p.newConnections].filter((s) => s && s.errors > 0).map((s) => `${p.label}: ${s?.errors} failed connections (first: ${s?.firstError})`),
+      ...([['connect+first byte', p.connectFirstByte], ['new conns/s', p.newConnections]] as const)
+        .filter(([, s]) => s && s.errors > 0)
+        .map(([what, s]) => `${p.label}, ${what}: ${s?.errors} of ${(s?.errors ?? 0) + (s?.connections ?? 0)} connections failed (first: ${s?.firstError})`),
     ]),
   ];
 }
@@ -542,7 +560,7 @@ export function e2eMarkdown(result: E2eBenchResult): string {
     ...(t ? [`stunnel: ${t.implementation}, ${t.protocol} ${t.cipherSuite}, ${t.certificate}; ${t.notes}.`, ''] : []),
     '## Targets',
     '',
-    ...verdictLines(result).map((l) => (l.startsWith('  ') ? `- ${l.trim()}` : `${l}\n`)),
+    ...verdictLines(result).flatMap((l) => (l.startsWith('  ') ? [`- ${l.trim()}`] : ['', `### ${l.replace(/:$/, '')}`, ''])),
     '',
     '## What is measured',
     '',
