@@ -559,7 +559,6 @@ export function e2eMarkdown(result: E2eBenchResult): string {
     '',
     ...(t ? [`stunnel: ${t.implementation}, ${t.protocol} ${t.cipherSuite}, ${t.certificate}; ${t.notes}.`, ''] : []),
     '## Targets',
-    '',
     ...verdictLines(result).flatMap((l) => (l.startsWith('  ') ? [`- ${l.trim()}`] : ['', `### ${l.replace(/:$/, '')}`, ''])),
     '',
     '## What is measured',
