@@ -7,6 +7,21 @@ export interface ChaChaStream {
   close(): void;
 }
 
+/**
+ * HMAC-SHA256 under one key whose key-derived state (the RFC 2104 pads, or the hash states after
+ * them) is computed once: the per-segment MAC of a flow direction. Never shared across keys.
+ */
+export interface HmacKey {
+  /**
+   * Writes the first `length` (1..32) bytes of HMAC-SHA256(key, concatenation of `parts`) to
+   * out[at, at + length). No copy of the parts is kept.
+   */
+  macInto(parts: readonly Uint8Array[], out: Uint8Array, at: number, length: number): void;
+  /** Zeroes the key-derived state; the object is unusable afterwards. Idempotent. */
+  destroy(): void;
+  readonly destroyed: boolean;
+}
+
 export interface CryptoBackend {
   readonly name: BackendName;
   /**
@@ -28,6 +43,8 @@ export interface CryptoBackend {
   aeadOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array | null;
   /** HMAC-SHA256 over the concatenation of `parts` (no copy of the parts is made). */
   hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array;
+  /** Prepares `key` for many HMAC-SHA256 calls (see HmacKey); the key itself is not kept. */
+  hmacKey(key: Uint8Array): HmacKey;
   /** SHA-256 over the concatenation of `parts`. */
   sha256(...parts: Uint8Array[]): Uint8Array;
   /** RFC 5869 HKDF-SHA256. */

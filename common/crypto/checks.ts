@@ -56,6 +56,15 @@ export function checkHkdfLength(op: string, length: number): void {
   }
 }
 
+/** A truncated MAC of 1..32 bytes written inside `out`. */
+export function checkMacOutput(op: string, out: unknown, at: number, length: number): asserts out is Uint8Array {
+  checkBytes(op, 'out', out);
+  if (!Number.isInteger(length) || length < 1 || length > 32) throw new RangeError(`${op}: length must be an integer in [1, 32], got ${length}`);
+  if (!Number.isInteger(at) || at < 0 || at + length > out.length) {
+    throw new RangeError(`${op}: ${length} bytes at ${at} do not fit in a ${out.length}-byte output`);
+  }
+}
+
 export function checkParts(op: string, parts: readonly unknown[]): void {
   for (let i = 0; i < parts.length; i++) checkBytes(op, `part ${i}`, parts[i]);
 }

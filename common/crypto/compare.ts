@@ -16,3 +16,13 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
 export function zeroize(...buffers: (Uint8Array | null | undefined)[]): void {
   for (const buffer of buffers) buffer?.fill(0);
 }
+
+/**
+ * constantTimeEqual for `length` bytes at a[aAt] and b[bAt], without views: the per-segment tag
+ * check. Every byte is compared whatever differs (callers ensure the ranges are inside).
+ */
+export function constantTimeEqualAt(a: Uint8Array, aAt: number, b: Uint8Array, bAt: number, length: number): boolean {
+  let diff = 0;
+  for (let i = 0; i < length; i++) diff |= a[aAt + i]! ^ b[bAt + i]!;
+  return diff === 0;
+}

@@ -4,7 +4,7 @@ import { chacha20, chacha20poly1305 } from '@noble/ciphers/chacha';
 import { hkdf as nobleHkdf } from '@noble/hashes/hkdf';
 import { hmac } from '@noble/hashes/hmac';
 import { sha256 as nobleSha256 } from '@noble/hashes/sha2';
-import type { CryptoBackend } from './backend';
+import type { CryptoBackend, HmacKey } from './backend';
 import { chacha20Block } from './chacha20-block';
 import {
   BLOCK_BYTES,
@@ -14,6 +14,7 @@ import {
   checkCounter,
   checkHkdfLength,
   checkKeyNonce,
+  checkMacOutput,
   checkOutput,
   checkParts,
 } from './checks';
@@ -78,6 +79,35 @@ function hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
   return mac.digest();
 }
 
+// noble's HMAC keeps the hash states after both pads; each MAC starts from a clone of them.
+class NobleHmacKey implements HmacKey {
+  private readonly base: ReturnType<typeof hmac.create>;
+  private readonly digest = new Uint8Array(32);
+  destroyed = false;
+
+  constructor(key: Uint8Array) {
+    checkBytes('noble hmacKey', 'key', key);
+    this.base = hmac.create(nobleSha256, key);
+  }
+
+  macInto(parts: readonly Uint8Array[], out: Uint8Array, at: number, length: number): void {
+    const op = 'noble macInto';
+    if (this.destroyed) throw new TypeError(`${op}: the key was destroyed`);
+    checkParts(op, parts);
+    checkMacOutput(op, out, at, length);
+    const mac = this.base.clone();
+    for (const part of parts) mac.update(part);
+    mac.digestInto(this.digest); // also wipes the clone's states
+    out.set(this.digest.subarray(0, length), at);
+    this.digest.fill(0);
+  }
+
+  destroy(): void {
+    this.base.destroy();
+    this.destroyed = true;
+  }
+}
+
 function sha256(...parts: Uint8Array[]): Uint8Array {
   checkParts('noble sha256', parts);
   const hash = nobleSha256.create();
@@ -100,6 +130,7 @@ export const nobleBackend: CryptoBackend = {
   aeadSeal,
   aeadOpen,
   hmacSha256,
+  hmacKey: (key) => new NobleHmacKey(key),
   sha256,
   hkdf,
 };

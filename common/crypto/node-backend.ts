@@ -2,13 +2,14 @@
 // object per call is the floor node allows (a cipher cannot be re-keyed or re-IVed), so the code
 // around it avoids extra copies and allocations.
 import { createCipheriv, createDecipheriv, createHash, createHmac, hash } from 'node:crypto';
-import type { ChaChaStream, CryptoBackend } from './backend';
+import type { ChaChaStream, CryptoBackend, HmacKey } from './backend';
 import {
   TAG_BYTES,
   checkBytes,
   checkCounter,
   checkHkdfLength,
   checkKeyNonce,
+  checkMacOutput,
   checkOutput,
   checkParts,
 } from './checks';
@@ -97,39 +98,88 @@ function aeadOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: U
 
 // HMAC (RFC 2104) from two one-shot hashes: creating an Hmac object per call costs more than
 // hashing a full-size segment, and this runs twice per protected segment. The key-derived pads
-// live in scratch buffers that are zeroed before returning.
+// are copied into scratch buffers that are zeroed before returning. Digests come back as latin1
+// ('binary') strings: a Buffer result costs a backing-store allocation, more than hashing 64 bytes.
 const SHA256_BLOCK = 64;
-const innerScratch = Buffer.alloc(SHA256_BLOCK + 4096);
-const outerScratch = Buffer.alloc(SHA256_BLOCK + HASH_BYTES);
+const innerScratch = new Uint8Array(SHA256_BLOCK + 4096);
+const outerScratch = new Uint8Array(SHA256_BLOCK + HASH_BYTES);
+
+/** The RFC 2104 pads of `key` (a key longer than the block is hashed first). */
+function pads(key: Uint8Array): { ipad: Uint8Array; opad: Uint8Array } {
+  const k = key.length > SHA256_BLOCK ? hash('sha256', key, 'buffer') : key;
+  const ipad = new Uint8Array(SHA256_BLOCK).fill(0x36);
+  const opad = new Uint8Array(SHA256_BLOCK).fill(0x5c);
+  for (let i = 0; i < k.length; i++) {
+    ipad[i]! ^= k[i]!;
+    opad[i]! ^= k[i]!;
+  }
+  if (k !== key) k.fill(0);
+  return { ipad, opad };
+}
+
+/** HMAC(pads, concatenation of parts) as a 32-character latin1 string. */
+function hmacBinary(ipad: Uint8Array, opad: Uint8Array, parts: readonly Uint8Array[]): string {
+  let total = 0;
+  for (let i = 0; i < parts.length; i++) total += parts[i]!.length;
+  let inner: string;
+  if (SHA256_BLOCK + total <= innerScratch.length) {
+    innerScratch.set(ipad, 0);
+    let at = SHA256_BLOCK;
+    for (let i = 0; i < parts.length; i++) {
+      innerScratch.set(parts[i]!, at);
+      at += parts[i]!.length;
+    }
+    inner = hash('sha256', innerScratch.subarray(0, at), 'binary');
+    innerScratch.fill(0, 0, SHA256_BLOCK);
+  } else {
+    const h = createHash('sha256').update(ipad);
+    for (const part of parts) h.update(part);
+    inner = h.digest('binary');
+  }
+  outerScratch.set(opad, 0);
+  for (let i = 0; i < HASH_BYTES; i++) outerScratch[SHA256_BLOCK + i] = inner.charCodeAt(i);
+  const out = hash('sha256', outerScratch, 'binary');
+  outerScratch.fill(0, 0, SHA256_BLOCK);
+  return out;
+}
 
 function hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
   const op = 'node hmacSha256';
   checkBytes(op, 'key', key);
   checkParts(op, parts);
-  let total = 0;
-  for (const part of parts) total += part.length;
-  if (key.length > SHA256_BLOCK || SHA256_BLOCK + total > innerScratch.length) {
-    const mac = createHmac('sha256', key);
-    for (const part of parts) mac.update(part);
-    return plain(mac.digest());
+  const { ipad, opad } = pads(key);
+  const mac = hmacBinary(ipad, opad, parts);
+  ipad.fill(0);
+  opad.fill(0);
+  const out = new Uint8Array(HASH_BYTES);
+  for (let i = 0; i < HASH_BYTES; i++) out[i] = mac.charCodeAt(i);
+  return out;
+}
+
+class NodeHmacKey implements HmacKey {
+  private readonly ipad: Uint8Array;
+  private readonly opad: Uint8Array;
+  destroyed = false;
+
+  constructor(key: Uint8Array) {
+    checkBytes('node hmacKey', 'key', key);
+    ({ ipad: this.ipad, opad: this.opad } = pads(key));
   }
-  innerScratch.fill(0x36, 0, SHA256_BLOCK);
-  outerScratch.fill(0x5c, 0, SHA256_BLOCK);
-  for (let i = 0; i < key.length; i++) {
-    innerScratch[i]! ^= key[i]!;
-    outerScratch[i]! ^= key[i]!;
+
+  macInto(parts: readonly Uint8Array[], out: Uint8Array, at: number, length: number): void {
+    const op = 'node macInto';
+    if (this.destroyed) throw new TypeError(`${op}: the key was destroyed`);
+    checkParts(op, parts);
+    checkMacOutput(op, out, at, length);
+    const mac = hmacBinary(this.ipad, this.opad, parts);
+    for (let i = 0; i < length; i++) out[at + i] = mac.charCodeAt(i);
   }
-  let at = SHA256_BLOCK;
-  for (const part of parts) {
-    innerScratch.set(part, at);
-    at += part.length;
+
+  destroy(): void {
+    this.ipad.fill(0);
+    this.opad.fill(0);
+    this.destroyed = true;
   }
-  const inner = hash('sha256', innerScratch.subarray(0, at), 'buffer');
-  innerScratch.fill(0, 0, SHA256_BLOCK);
-  outerScratch.set(inner, SHA256_BLOCK);
-  const out = hash('sha256', outerScratch, 'buffer');
-  outerScratch.fill(0, 0, SHA256_BLOCK);
-  return plain(out);
 }
 
 function sha256(...parts: Uint8Array[]): Uint8Array {
@@ -170,6 +220,7 @@ export const nodeBackend: CryptoBackend = {
   aeadSeal,
   aeadOpen,
   hmacSha256,
+  hmacKey: (key) => new NodeHmacKey(key),
   sha256,
   hkdf,
 };

@@ -2,11 +2,10 @@
 // direction and unprotects the other: the agent protects client-to-server, the gateway
 // server-to-client. Sequence and acknowledgement numbers are never changed (rule 3).
 import type { CryptoBackend } from '../crypto/backend';
-import { KeystreamCursor } from '../crypto/keystream-cursor';
 import type { FlowKeys } from '../protocol/key-schedule';
 import { zeroizeFlowKeys } from '../protocol/key-schedule';
 import type { OptionConfig } from '../protocol/options';
-import { type DirectionKeys, type SegmentError, protectSegment, unprotectSegment } from '../protocol/segment';
+import { type DirectionKeys, type SegmentError, directionKeys, protectSegment, unprotectSegment } from '../protocol/segment';
 import { type Result, ok, err } from '../result';
 import type { IpView } from '../wire/ip';
 import { TCP_FLAGS, type TcpView } from '../wire/tcp';
@@ -37,15 +36,15 @@ export class FlowCipher {
   private readonly directions: Record<Direction, DirectionKeys>;
 
   constructor(
-    private readonly backend: CryptoBackend,
+    backend: CryptoBackend,
     private readonly option: OptionConfig,
     private readonly keys: FlowKeys,
     clientIsn: number,
   ) {
     this.streams = { c2s: new StreamOffset(clientIsn), s2c: null };
     this.directions = {
-      c2s: { keystream: new KeystreamCursor(backend, keys.c2sEnc), mac: keys.c2sMac },
-      s2c: { keystream: new KeystreamCursor(backend, keys.s2cEnc), mac: keys.s2cMac },
+      c2s: directionKeys(backend, keys.c2sEnc, keys.c2sMac),
+      s2c: directionKeys(backend, keys.s2cEnc, keys.s2cMac),
     };
   }
 
@@ -104,7 +103,7 @@ export class FlowCipher {
     // probes carry a garbage byte at SND.UNA-1). Encrypting them again could put a second
     // plaintext under the same keystream bytes, so they travel as an empty segment instead.
     const strippedPayload = payloadLength > 0 && !syn && payloadOffset + payloadLength <= this.acked[dir];
-    const out = protectSegment(this.backend, this.directionKeys(dir), this.option, {
+    const out = protectSegment(this.directionKeys(dir), this.option, {
       packet,
       ip,
       tcp,
@@ -129,7 +128,7 @@ export class FlowCipher {
     if (!where.ok) return where;
     const { stream, offset } = where.value;
     const syn = (tcp.flags & TCP_FLAGS.SYN) !== 0;
-    const out = unprotectSegment(this.backend, this.directionKeys(dir), this.option, packet, ip, tcp, offset, offset + (syn ? 1 : 0));
+    const out = unprotectSegment(this.directionKeys(dir), this.option, packet, ip, tcp, offset, offset + (syn ? 1 : 0));
     if (!out.ok) return out;
     if (tentative !== null) this.streams[dir] = tentative;
     this.accept(dir, tcp, stream, offset);
@@ -151,12 +150,15 @@ export class FlowCipher {
     if (this.zeroed) return;
     this.directions.c2s.keystream.close();
     this.directions.s2c.keystream.close();
+    this.directions.c2s.mac.destroy();
+    this.directions.s2c.mac.destroy();
     zeroizeFlowKeys(this.keys);
     this.zeroed = true;
   }
 
-  /** For tests of rule 5: whether every key byte is zero. */
+  /** For tests of rule 5: whether every key byte is zero (and the prepared MAC keys wiped). */
   keysAreZero(): boolean {
-    return Object.values(this.keys).every((k: Uint8Array) => k.every((b) => b === 0));
+    const macsWiped = this.directions.c2s.mac.destroyed && this.directions.s2c.mac.destroyed;
+    return macsWiped && Object.values(this.keys).every((k: Uint8Array) => k.every((b) => b === 0));
   }
 }

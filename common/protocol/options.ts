@@ -88,51 +88,91 @@ export interface OurOptions {
   tag: FoundTagOption | null;
 }
 
+/** walkOurOptions outcomes: OPTIONS_OK, or why the area is not acceptable. */
+export const OPTIONS_OK = 0;
+export const OPTIONS_MALFORMED = 1;
+export const OPTIONS_BAD_LENGTH = 2;
+export const OPTIONS_BAD_TYPE = 3;
+export const OPTIONS_REQUEST_TWICE = 4;
+export const OPTIONS_TAG_TWICE = 5;
+export type OptionsWalk = 0 | 1 | 2 | 3 | 4 | 5;
+
+/** Where walkOurOptions found things: absolute offsets of the options' kind bytes, or -1. */
+export interface OurOptionSlots {
+  request: number;
+  tag: number;
+  /** Where the walk failed (absolute), when it did. */
+  errorAt: number;
+}
+
 /**
- * Finds our options in a TCP options area (the bytes after the 20-byte fixed header).
- * Options of the same kind with another ExID (or too short to carry one) are someone else's
- * and are ignored. Errors: the area cannot be walked, our ExID with a length other than 14/16,
- * a request with a type nibble other than 1, or either option present twice.
+ * The one walk over an options area [start, end) of `bytes` for our options, without
+ * allocating (the per-packet path): fills `slots` and returns OPTIONS_OK, or names the problem.
+ * Options of our kind with another ExID (or too short to carry one) are someone else's and are
+ * skipped; nothing after an EOL is looked at. Problems: the area cannot be walked, our ExID with
+ * a length other than 14/16, a request with a type nibble other than 1, either option twice.
  */
-export function scanOptions(options: Uint8Array, cfg: OptionConfig = DEFAULT_OPTION_CONFIG): Result<OurOptions, ProtocolError> {
-  const out: OurOptions = { request: null, tag: null };
-  let from = 0;
+export function walkOurOptions(bytes: Uint8Array, start: number, end: number, cfg: OptionConfig, slots: OurOptionSlots): OptionsWalk {
+  slots.request = -1;
+  slots.tag = -1;
+  slots.errorAt = -1;
+  let from = start;
   while (true) {
-    const at = findOption(options, from, options.length, cfg.kind, cfg.exid);
-    if (at === OPTION_ABSENT) return ok(out);
-    if (at < 0) return err(protocolError('bad-value', 'options', from, 'option space is malformed'));
-    const len = options[at + 1] as number;
-    const found = readOurs(options.subarray(at, at + len), at, out);
-    if (!found.ok) return found;
+    const at = findOption(bytes, from, end, cfg.kind, cfg.exid);
+    if (at === OPTION_ABSENT) return OPTIONS_OK;
+    slots.errorAt = at < 0 ? from : at;
+    if (at < 0) return OPTIONS_MALFORMED;
+    const len = bytes[at + 1] as number;
+    if (len === REQUEST_OPTION_LEN) {
+      if (slots.request >= 0) return OPTIONS_REQUEST_TWICE;
+      if (((bytes[at + 4] as number) & 0x0f) !== REQUEST_TYPE) return OPTIONS_BAD_TYPE;
+      slots.request = at;
+    } else if (len === TAG_OPTION_LEN) {
+      if (slots.tag >= 0) return OPTIONS_TAG_TWICE;
+      slots.tag = at;
+    } else {
+      return OPTIONS_BAD_LENGTH;
+    }
+    slots.errorAt = -1;
     from = at + len;
   }
 }
 
-function readOurs(opt: Uint8Array, at: number, out: OurOptions): Result<void, ProtocolError> {
-  const r = new ByteReader(opt, at);
-  r.u8('option.kind');
-  const len = r.u8('option.len');
-  r.u16('option.exid');
-  if (len === REQUEST_OPTION_LEN) {
-    if (out.request !== null) return err(protocolError('bad-value', 'requestOption', at, 'request option appears twice'));
+const WALK_ERRORS: Record<Exclude<OptionsWalk, 0>, [field: string, detail: string]> = {
+  [OPTIONS_MALFORMED]: ['options', 'option space is malformed'],
+  [OPTIONS_BAD_LENGTH]: ['option.len', 'our ExID with a length other than 14 or 16'],
+  [OPTIONS_BAD_TYPE]: ['requestOption.verType', 'request type is not 1'],
+  [OPTIONS_REQUEST_TWICE]: ['requestOption', 'request option appears twice'],
+  [OPTIONS_TAG_TWICE]: ['tagOption', 'tag option appears twice'],
+};
+
+/**
+ * Finds our options in a TCP options area (the bytes after the 20-byte fixed header), with the
+ * rules of walkOurOptions, and decodes them.
+ */
+export function scanOptions(options: Uint8Array, cfg: OptionConfig = DEFAULT_OPTION_CONFIG): Result<OurOptions, ProtocolError> {
+  const slots: OurOptionSlots = { request: -1, tag: -1, errorAt: -1 };
+  const walk = walkOurOptions(options, 0, options.length, cfg, slots);
+  if (walk !== OPTIONS_OK) {
+    const [field, detail] = WALK_ERRORS[walk];
+    return err(protocolError('bad-value', field, slots.errorAt, detail));
+  }
+  const out: OurOptions = { request: null, tag: null };
+  if (slots.request >= 0) {
+    const at = slots.request;
+    const r = new ByteReader(options.subarray(at + 4, at + REQUEST_OPTION_LEN), at + 4);
     const verType = r.u8('requestOption.verType');
-    if ((verType & 0x0f) !== REQUEST_TYPE) r.fail('bad-value', 'requestOption.verType', `type ${verType & 0x0f} (want 1)`, 4);
     const suites = r.u8('requestOption.suites');
     const connId = r.u64n('requestOption.connId');
     const done = r.finish({ version: verType >> 4, suites, connId });
     if (!done.ok) return done;
     out.request = { ...done.value, offset: at, length: REQUEST_OPTION_LEN };
-    return ok(undefined);
   }
-  if (len === TAG_OPTION_LEN) {
-    if (out.tag !== null) return err(protocolError('bad-value', 'tagOption', at, 'tag option appears twice'));
-    const tag = r.bytes(TAG_LEN, 'tagOption.tag');
-    const done = r.finish(tag);
-    if (!done.ok) return done;
-    out.tag = { tag: done.value, offset: at, length: TAG_OPTION_LEN, tagOffset: at + TAG_OFFSET_IN_OPTION };
-    return ok(undefined);
+  if (slots.tag >= 0) {
+    const at = slots.tag;
+    out.tag = { tag: new Uint8Array(options.subarray(at + TAG_OFFSET_IN_OPTION, at + TAG_OPTION_LEN)), offset: at, length: TAG_OPTION_LEN, tagOffset: at + TAG_OFFSET_IN_OPTION };
   }
-  return err(protocolError('bad-value', 'option.len', at + 1, `our ExID with length ${len} (want 14 or 16)`));
+  return ok(out);
 }
 
 /** The request option in an options area, null when absent. */

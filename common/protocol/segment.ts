@@ -6,22 +6,27 @@
 // Authentication: a deterministic PRF tag, HMAC-SHA256-96 over the 64-bit offset, the TCP header
 // (ports, checksum and tag zeroed) and the ciphertext. It has no nonce to reuse, so retransmissions
 // with other ACK numbers, windows or timestamps are safe (rule 2).
-import type { CryptoBackend } from '../crypto/backend';
-import { constantTimeEqual } from '../crypto/compare';
-import type { KeystreamCursor } from '../crypto/keystream-cursor';
+import type { CryptoBackend, HmacKey } from '../crypto/backend';
+import { constantTimeEqualAt } from '../crypto/compare';
+import { KeystreamCursor } from '../crypto/keystream-cursor';
 import { type Result, ok, err } from '../result';
 import { type IpView } from '../wire/ip';
 import { TCP_OPTIONS_MAX, type TcpView } from '../wire/tcp';
-import { rewriteTcp } from '../wire/packet';
-import { assembleOptions, optionList } from '../wire/option-area';
-import { checksumAdjustAt } from '../wire/checksum';
-import { read16, write16 } from '../wire/bytes';
-import { TAG_LEN, TAG_OPTION_LEN, type OptionConfig, encodeTagOption, scanOptions } from './options';
+import { beginTcpRewrite, copyBytes, finishTcpRewrite } from '../wire/packet';
+import { pooledPacket, pooledWords } from '../wire/packet-pool';
+import { onesComplementSum, xorWordsWithSum } from '../wire/checksum';
+import { optionListEnd } from '../wire/option-area';
+import { TAG_LEN, TAG_OFFSET_IN_OPTION as TAG_OFFSET, TAG_OPTION_LEN, type OptionConfig, OPTIONS_OK, type OurOptionSlots, encodeTagOption, walkOurOptions } from './options';
 
-/** One direction's keys: the keystream (a cursor over the enc key) and the MAC key. */
+/** One direction's keys: the keystream (a cursor over the enc key) and the prepared MAC key. */
 export interface DirectionKeys {
   keystream: KeystreamCursor;
-  mac: Uint8Array;
+  mac: HmacKey;
+}
+
+/** The keys of one direction from its enc and MAC keys (the MAC key is prepared, not kept). */
+export function directionKeys(backend: CryptoBackend, encKey: Uint8Array, macKey: Uint8Array): DirectionKeys {
+  return { keystream: new KeystreamCursor(backend, encKey), mac: backend.hmacKey(macKey) };
 }
 
 export type SegmentError =
@@ -35,45 +40,50 @@ const TCP_FIXED_HEADER = 20;
 const OPT_NOP = 1;
 const OPT_SACK = 5;
 const SACK_BLOCK = 8;
+const OFFSET_BYTES = 8;
 
-// Reused per call: the MAC input prefix and a copy of the header with fields zeroed.
-const offsetPrefix = new Uint8Array(8);
-const headerScratch = new Uint8Array(60);
-
-function writeOffset(offset: number): Uint8Array {
-  const hi = Math.floor(offset / 0x1_0000_0000);
-  const lo = offset >>> 0;
-  offsetPrefix[0] = hi >>> 24;
-  offsetPrefix[1] = hi >>> 16;
-  offsetPrefix[2] = hi >>> 8;
-  offsetPrefix[3] = hi;
-  offsetPrefix[4] = lo >>> 24;
-  offsetPrefix[5] = lo >>> 16;
-  offsetPrefix[6] = lo >>> 8;
-  offsetPrefix[7] = lo;
-  return offsetPrefix;
-}
+// Reused per call (JS runs each to completion): where our options are, the MAC's fixed-size
+// prefix (the 64-bit offset and a copy of the header with fields zeroed), the tag to compare.
+const slots: OurOptionSlots = { request: -1, tag: -1, errorAt: -1 };
+const macPrefix = new Uint8Array(OFFSET_BYTES + 60);
+const expectedTag = new Uint8Array(TAG_LEN);
 
 /**
- * The CG1 tag of the TCP segment whose header starts at `tcpStart`, whose tag bytes sit at
- * `tagAt` (absolute) and whose payload is `payload`. The tag bytes are treated as zero.
+ * Writes the CG1 tag of the TCP segment whose header is bytes[tcpStart, +headerLength), whose
+ * tag bytes sit at `tagAt` (absolute; treated as zero) and whose payload is payload[payloadStart,
+ * payloadEnd), to out[outAt, +12). The MAC input is u64be(offset) || header with ports, checksum
+ * and tag zeroed || payload.
  */
-export function computeTag(
-  backend: CryptoBackend,
-  macKey: Uint8Array,
+export function tagInto(
+  mac: HmacKey,
   offset: number,
-  packet: Uint8Array,
+  bytes: Uint8Array,
   tcpStart: number,
   headerLength: number,
   tagAt: number,
   payload: Uint8Array,
-): Uint8Array {
-  const header = headerScratch.subarray(0, headerLength);
-  header.set(packet.subarray(tcpStart, tcpStart + headerLength));
-  header.fill(0, 0, 4); // ports: NAT may rewrite them; the key already names the flow
-  header.fill(0, 16, 18); // checksum
-  header.fill(0, tagAt - tcpStart, tagAt - tcpStart + TAG_LEN);
-  return backend.hmacSha256(macKey, writeOffset(offset), header, payload).subarray(0, TAG_LEN);
+  payloadStart: number,
+  payloadEnd: number,
+  out: Uint8Array,
+  outAt: number,
+): void {
+  const hi = Math.floor(offset / 0x1_0000_0000);
+  const lo = offset >>> 0;
+  macPrefix[0] = hi >>> 24;
+  macPrefix[1] = hi >>> 16;
+  macPrefix[2] = hi >>> 8;
+  macPrefix[3] = hi;
+  macPrefix[4] = lo >>> 24;
+  macPrefix[5] = lo >>> 16;
+  macPrefix[6] = lo >>> 8;
+  macPrefix[7] = lo;
+  copyBytes(bytes, tcpStart, macPrefix, OFFSET_BYTES, headerLength);
+  const h = OFFSET_BYTES;
+  // ports: NAT may rewrite them; the key already names the flow
+  macPrefix[h] = macPrefix[h + 1] = macPrefix[h + 2] = macPrefix[h + 3] = 0;
+  macPrefix[h + 16] = macPrefix[h + 17] = 0; // checksum
+  macPrefix.fill(0, h + tagAt - tcpStart, h + tagAt - tcpStart + TAG_LEN);
+  mac.macInto([macPrefix.subarray(0, h + headerLength), payload.subarray(payloadStart, payloadEnd)], out, outAt, TAG_LEN);
 }
 
 /** Where the SACK option sits in an options list, if anywhere. */
@@ -122,6 +132,35 @@ function makeRoom(options: Uint8Array, extra: number): Uint8Array | null {
   return null;
 }
 
+/**
+ * Where the payload's keystream is (prefetch), and the packet allocator that lines the new
+ * packet's payload up with it for word-wise XOR (pooledPacket's phase). Set just before each
+ * beginTcpRewrite; JS runs each call to completion.
+ */
+let keystreamAt = -1;
+let payloadPhase = 0;
+const allocLinedUp = (length: number): Uint8Array => pooledPacket(length, payloadPhase);
+
+function prepareKeystream(keystream: KeystreamCursor, offset: number, length: number, payloadAt: number): void {
+  keystreamAt = keystream.prefetch(offset, length);
+  payloadPhase = keystreamAt < 0 ? 0 : (keystreamAt - payloadAt) & 3;
+}
+
+/**
+ * Writes the payload XOR the keystream into the new packet and returns the payload's
+ * one's-complement sum: copied natively, then XORed and summed in one pass of 32-bit words
+ * where prepareKeystream found the keystream prefetched.
+ */
+function xorPayload(keystream: KeystreamCursor, offset: number, src: Uint8Array, srcAt: number, length: number, out: Uint8Array, outAt: number): number {
+  const words = keystreamAt < 0 ? null : pooledWords(out);
+  if (words !== null) {
+    copyBytes(src, srcAt, out, outAt, length);
+    return xorWordsWithSum(out, words, outAt, keystream.keystreamBytes, keystream.keystreamWords, keystreamAt, length);
+  }
+  keystream.xorInto(offset, src, srcAt, length, out, outAt);
+  return onesComplementSum(out, outAt, outAt + length);
+}
+
 // The tag option (zero tag) is the same for every segment of a configuration: build it once.
 const tagOptions = new WeakMap<OptionConfig, ReturnType<typeof encodeTagOption>>();
 function tagOptionFor(cfg: OptionConfig): ReturnType<typeof encodeTagOption> {
@@ -142,46 +181,52 @@ export interface ProtectInput {
   stripPayload: boolean;
 }
 
-/** Encrypts the payload and adds the tag option. Returns the new IP packet. */
-export function protectSegment(
-  backend: CryptoBackend,
-  keys: DirectionKeys,
-  cfg: OptionConfig,
-  input: ProtectInput,
-): Result<Uint8Array, SegmentError> {
+/**
+ * Encrypts the payload and adds the tag option after the segment's own options (SACK blocks are
+ * dropped if that is the only way to make room). Returns the new IP packet, built in one piece:
+ * headers copied, ciphertext written straight into place, tag, then the TCP checksum once.
+ * The input packet is never written.
+ */
+export function protectSegment(keys: DirectionKeys, cfg: OptionConfig, input: ProtectInput): Result<Uint8Array, SegmentError> {
   const { packet, ip, tcp, offset } = input;
-  const optionsArea = packet.subarray(tcp.optionsStart, tcp.optionsEnd);
-  const ours = scanOptions(optionsArea, cfg);
-  if (!ours.ok) return err('bad-options');
-  if (ours.value.tag !== null) return err('unexpected-tag');
-  const existing = makeRoom(optionList(optionsArea), TAG_OPTION_LEN);
-  if (existing === null) return err('no-option-space');
-  const tagOption = tagOptionFor(cfg);
-  const assembled = assembleOptions([existing, tagOption.bytes]);
-  if (!assembled.ok) return err('no-option-space');
-  const options = assembled.value;
-  const plain = packet.subarray(tcp.payloadStart, tcp.payloadEnd);
-  const payload = input.stripPayload ? new Uint8Array(0) : keys.keystream.xor(input.payloadOffset, plain);
-  const rebuilt = rewriteTcp(packet, ip, tcp, { options, payload });
-  if (!rebuilt.ok) return err('no-option-space');
-  const out = rebuilt.value;
-  const tcpStart = ip.headerLength;
-  const headerLength = TCP_FIXED_HEADER + options.length;
-  const tagAt = tcpStart + TCP_FIXED_HEADER + existing.length + tagOption.tagOffset;
-  const tag = computeTag(backend, keys.mac, offset, out, tcpStart, headerLength, tagAt, payload);
-  // The checksum was computed over a zero tag; fold the tag in word by word (RFC 1624).
-  let sum = read16(out, tcpStart + 16);
-  for (let i = 0; i < TAG_LEN; i += 2) {
-    sum = checksumAdjustAt(sum, tagAt - tcpStart + i, 0, ((tag[i] as number) << 8) | (tag[i + 1] as number));
+  if (walkOurOptions(packet, tcp.optionsStart, tcp.optionsEnd, cfg, slots) !== OPTIONS_OK) return err('bad-options');
+  if (slots.tag >= 0) return err('unexpected-tag');
+  let existing = packet;
+  let existingStart = tcp.optionsStart;
+  let existingLength = optionListEnd(packet, tcp.optionsStart, tcp.optionsEnd) - tcp.optionsStart;
+  if (existingLength + TAG_OPTION_LEN > TCP_OPTIONS_MAX) {
+    const room = makeRoom(packet.subarray(existingStart, existingStart + existingLength), TAG_OPTION_LEN);
+    if (room === null) return err('no-option-space');
+    existing = room;
+    existingStart = 0;
+    existingLength = room.length;
   }
-  write16(out, tcpStart + 16, sum);
-  out.set(tag, tagAt);
+  const tagOption = tagOptionFor(cfg);
+  const optionsLength = (existingLength + TAG_OPTION_LEN + 3) & ~3;
+  const payloadLength = input.stripPayload ? 0 : tcp.payloadEnd - tcp.payloadStart;
+  const tcpStart = ip.headerLength;
+  const optionsAt = tcpStart + TCP_FIXED_HEADER;
+  prepareKeystream(keys.keystream, input.payloadOffset, payloadLength, optionsAt + optionsLength);
+  const begun = beginTcpRewrite(packet, ip, tcp, optionsLength, payloadLength, allocLinedUp);
+  if (!begun.ok) return err('no-option-space');
+  const out = begun.value;
+  copyBytes(existing, existingStart, out, optionsAt, existingLength);
+  const tagOptionAt = optionsAt + existingLength;
+  copyBytes(tagOption.bytes, 0, out, tagOptionAt, TAG_OPTION_LEN);
+  out.fill(0, tagOptionAt + TAG_OPTION_LEN, optionsAt + optionsLength); // EOL padding
+  const payloadAt = optionsAt + optionsLength;
+  const payloadSum = xorPayload(keys.keystream, input.payloadOffset, packet, tcp.payloadStart, payloadLength, out, payloadAt);
+  const tagAt = tagOptionAt + tagOption.tagOffset;
+  tagInto(keys.mac, offset, out, tcpStart, TCP_FIXED_HEADER + optionsLength, tagAt, out, payloadAt, out.length, out, tagAt);
+  finishTcpRewrite(out, ip, payloadSum);
   return ok(out);
 }
 
-/** Verifies the tag, decrypts the payload and removes the tag option. Returns the new IP packet. */
+/**
+ * Verifies the tag, removes the tag option and decrypts the payload. Returns the new IP packet
+ * (built as protectSegment builds it); the input packet is never written.
+ */
 export function unprotectSegment(
-  backend: CryptoBackend,
   keys: DirectionKeys,
   cfg: OptionConfig,
   packet: Uint8Array,
@@ -190,21 +235,27 @@ export function unprotectSegment(
   offset: number,
   payloadOffset: number,
 ): Result<Uint8Array, SegmentError> {
-  const optionsArea = packet.subarray(tcp.optionsStart, tcp.optionsEnd);
-  const ours = scanOptions(optionsArea, cfg);
-  if (!ours.ok) return err('bad-options');
-  const found = ours.value.tag;
-  if (found === null) return err('missing-tag');
-  const tcpStart = tcp.offset;
-  const cipher = packet.subarray(tcp.payloadStart, tcp.payloadEnd);
-  const expected = computeTag(backend, keys.mac, offset, packet, tcpStart, tcp.headerLength, tcp.optionsStart + found.tagOffset, cipher);
-  if (!constantTimeEqual(expected, found.tag)) return err('bad-tag');
-  const before = optionsArea.subarray(0, found.offset);
-  const after = optionList(optionsArea.subarray(found.offset + TAG_OPTION_LEN));
-  const assembled = assembleOptions([before, after]);
-  if (!assembled.ok) return err('bad-options');
-  const options = assembled.value;
-  const payload = keys.keystream.xor(payloadOffset, cipher);
-  const rebuilt = rewriteTcp(packet, ip, tcp, { options, payload });
-  return rebuilt.ok ? ok(rebuilt.value) : err('bad-options');
+  if (walkOurOptions(packet, tcp.optionsStart, tcp.optionsEnd, cfg, slots) !== OPTIONS_OK) return err('bad-options');
+  const tagOptionAt = slots.tag;
+  if (tagOptionAt < 0) return err('missing-tag');
+  const tagAt = tagOptionAt + TAG_OFFSET;
+  tagInto(keys.mac, offset, packet, tcp.offset, tcp.headerLength, tagAt, packet, tcp.payloadStart, tcp.payloadEnd, expectedTag, 0);
+  if (!constantTimeEqualAt(expectedTag, 0, packet, tagAt, TAG_LEN)) return err('bad-tag');
+  // The options before ours as they are, then the list after ours up to its end (padding dropped).
+  const beforeLength = tagOptionAt - tcp.optionsStart;
+  const afterStart = tagOptionAt + TAG_OPTION_LEN;
+  const afterLength = optionListEnd(packet, afterStart, tcp.optionsEnd) - afterStart;
+  const optionsLength = (beforeLength + afterLength + 3) & ~3;
+  const payloadLength = tcp.payloadEnd - tcp.payloadStart;
+  const optionsAt = ip.headerLength + TCP_FIXED_HEADER;
+  prepareKeystream(keys.keystream, payloadOffset, payloadLength, optionsAt + optionsLength);
+  const begun = beginTcpRewrite(packet, ip, tcp, optionsLength, payloadLength, allocLinedUp);
+  if (!begun.ok) return err('bad-options');
+  const out = begun.value;
+  copyBytes(packet, tcp.optionsStart, out, optionsAt, beforeLength);
+  copyBytes(packet, afterStart, out, optionsAt + beforeLength, afterLength);
+  out.fill(0, optionsAt + beforeLength + afterLength, optionsAt + optionsLength); // EOL padding
+  const payloadSum = xorPayload(keys.keystream, payloadOffset, packet, tcp.payloadStart, payloadLength, out, optionsAt + optionsLength);
+  finishTcpRewrite(out, ip, payloadSum);
+  return ok(out);
 }

@@ -41,9 +41,19 @@ export function onesComplementSum(bytes: Uint8Array, start: number, end: number,
   let wide = 0;
   for (let k = 0; k < words; ) {
     const stop = Math.min(words, k + WIDE_CHUNK);
-    let acc = 0;
-    for (; k < stop; k++) acc += view[k]!;
-    wide += fold(acc);
+    // Four independent sums: one long chain of float additions waits on each add's latency.
+    let a = 0;
+    let b = 0;
+    let c = 0;
+    let d = 0;
+    for (; k + 4 <= stop; k += 4) {
+      a += view[k]!;
+      b += view[k + 1]!;
+      c += view[k + 2]!;
+      d += view[k + 3]!;
+    }
+    for (; k < stop; k++) a += view[k]!;
+    wide += fold(a + b + c + d);
   }
   wide = fold(wide);
   sum += LITTLE_ENDIAN !== ((lead & 1) === 1) ? swap16(wide) : wide;
@@ -81,6 +91,50 @@ export function pseudoHeaderSum(ip: PseudoHeaderSource, protocol: number, upperL
 const TCP_CHECKSUM_FIELD = 16;
 
 /**
+ * XORs `n` bytes of `key` from keyAt into `out` from outAt, in place, and returns the
+ * one's-complement sum of the result as 16-bit big-endian words starting at outAt (folded, not
+ * complemented): a payload encrypted or decrypted and summed for its checksum in one pass.
+ * `outWords` and `keyWords` are 32-bit views over the whole ArrayBuffers of `out` and `key`,
+ * and the two regions must start at the same address mod 4 (so both are walked in aligned
+ * words); the arrays must not share memory. Ranges must lie inside the arrays.
+ */
+export function xorWordsWithSum(out: Uint8Array, outWords: Int32Array, outAt: number, key: Uint8Array, keyWords: Int32Array, keyAt: number, n: number): number {
+  const outAddress = out.byteOffset + outAt;
+  const keyAddress = key.byteOffset + keyAt;
+  if (((outAddress ^ keyAddress) & 3) !== 0) throw new RangeError('xorWordsWithSum: regions are not aligned alike');
+  if (n <= 0) return 0;
+  const lead = Math.min(n, (4 - (outAddress & 3)) & 3);
+  const words = (n - lead) >>> 2;
+  let sum = 0;
+  let i = 0;
+  for (; i < lead; i++) sum += xorByte(out, outAt + i, key[keyAt + i]!, i);
+  // Each half sum stays below 2^31 for n < 2^17 (segments are below 2^16 bytes).
+  let lo = 0;
+  let hi = 0;
+  const o = (outAddress + lead) >>> 2;
+  const k = (keyAddress + lead) >>> 2;
+  for (let w = 0; w < words; w++) {
+    const x = outWords[o + w]! ^ keyWords[k + w]!;
+    outWords[o + w] = x;
+    lo += x & 0xffff;
+    hi += x >>> 16;
+  }
+  // Host-order halves of words that start `lead` bytes in: as in onesComplementSum, one swap
+  // (or none) puts the sum in network order.
+  const wide = fold(lo + hi);
+  sum += LITTLE_ENDIAN !== ((lead & 1) === 1) ? swap16(wide) : wide;
+  for (i = lead + words * 4; i < n; i++) sum += xorByte(out, outAt + i, key[keyAt + i]!, i);
+  return fold(sum);
+}
+
+/** out[at] ^= k; its contribution to a big-endian word sum at relative position `rel`. */
+function xorByte(out: Uint8Array, at: number, k: number, rel: number): number {
+  const x = out[at]! ^ k;
+  out[at] = x;
+  return (rel & 1) === 0 ? x << 8 : x;
+}
+
+/**
  * TCP checksum for the segment [tcpOffset, tcpOffset + tcpLength) of `bytes`, with its checksum
  * field taken as zero. The pseudo-header comes from `ip` (which may view another buffer holding
  * the same addresses, e.g. the packet a rewrite started from).
@@ -89,6 +143,18 @@ export function tcpChecksum(ip: PseudoHeaderSource, bytes: Uint8Array, tcpOffset
   let sum = pseudoHeaderSum(ip, 6, tcpLength);
   sum = onesComplementSum(bytes, tcpOffset, tcpOffset + TCP_CHECKSUM_FIELD, sum);
   return internetChecksum(bytes, tcpOffset + TCP_CHECKSUM_FIELD + 2, tcpOffset + tcpLength, sum);
+}
+
+/**
+ * tcpChecksum when the payload's one's-complement sum is already known (xorWordsWithSum): only
+ * the header [tcpOffset, tcpOffset + headerLength) is read. The header length is a multiple of
+ * 4, so the payload's words line up with the segment's.
+ */
+export function tcpChecksumWithPayloadSum(ip: PseudoHeaderSource, bytes: Uint8Array, tcpOffset: number, headerLength: number, payloadLength: number, payloadSum: number): number {
+  let sum = pseudoHeaderSum(ip, 6, headerLength + payloadLength);
+  sum = onesComplementSum(bytes, tcpOffset, tcpOffset + TCP_CHECKSUM_FIELD, sum);
+  sum = onesComplementSum(bytes, tcpOffset + TCP_CHECKSUM_FIELD + 2, tcpOffset + headerLength, sum);
+  return ~fold(sum + payloadSum) & 0xffff;
 }
 
 export function verifyTcpChecksum(ip: PseudoHeaderSource, bytes: Uint8Array, tcpOffset: number, tcpLength: number): boolean {

@@ -6,19 +6,24 @@ import { TCP_OPTION } from './tcp-options';
 
 /** The options area up to its EOL (or up to an option that cannot be walked); the rest is padding. */
 export function optionList(area: Uint8Array): Uint8Array {
-  let i = 0;
-  while (i < area.length) {
-    const kind = area[i] as number;
+  return area.subarray(0, optionListEnd(area, 0, area.length));
+}
+
+/** optionList for the area [start, end) of `bytes`, without a view: where the list ends. */
+export function optionListEnd(bytes: Uint8Array, start: number, end: number): number {
+  let i = start;
+  while (i < end) {
+    const kind = bytes[i] as number;
     if (kind === TCP_OPTION.EOL) break;
     if (kind === TCP_OPTION.NOP) {
       i++;
       continue;
     }
-    const len = area[i + 1] ?? 0;
-    if (len < 2 || i + len > area.length) break;
+    const len = i + 1 < end ? (bytes[i + 1] as number) : 0;
+    if (len < 2 || i + len > end) break;
     i += len;
   }
-  return area.subarray(0, i);
+  return i;
 }
 
 /** Concatenates option byte strings and pads with EOL to a multiple of 4 (at most 40 bytes). */

@@ -9,6 +9,7 @@ import {
   checksumAdjustAt,
   ipv4HeaderChecksum,
   tcpChecksum,
+  tcpChecksumWithPayloadSum,
   verifyIpv4HeaderChecksum,
   verifyTcpChecksum,
 } from './checksum';
@@ -191,42 +192,86 @@ export interface TcpChange {
  * results over 65535 bytes.
  */
 export function rewriteTcp(packet: Uint8Array, ip: IpView, tcp: TcpView, change: TcpChange): Result<Uint8Array, WireError> {
+  const options = change.options ?? packet.subarray(tcp.optionsStart, tcp.optionsEnd);
+  const payload = change.payload ?? packet.subarray(tcp.payloadStart, tcp.payloadEnd);
+  const begun = beginTcpRewrite(packet, ip, tcp, options.length, payload.length);
+  if (!begun.ok) return begun;
+  const out = begun.value;
+  const optionsAt = ip.headerLength + TCP_HEADER_MIN;
+  out.set(options, optionsAt);
+  out.set(payload, optionsAt + options.length);
+  finishTcpRewrite(out, ip);
+  return ok(out);
+}
+
+/**
+ * The first half of a rewrite, for callers that write the new options and payload straight into
+ * place: a new packet of the right size (from `alloc`) holding the IP header as rewriteTcp
+ * leaves it and the TCP fixed header with the data offset set for `optionsLength` option bytes
+ * and a zero checksum. The caller fills the options at ip.headerLength + 20 and the payload right
+ * after them, then calls finishTcpRewrite. Errors as rewriteTcp.
+ */
+export function beginTcpRewrite(
+  packet: Uint8Array,
+  ip: IpView,
+  tcp: TcpView,
+  optionsLength: number,
+  payloadLength: number,
+  alloc: (length: number) => Uint8Array = (n) => new Uint8Array(n),
+): Result<Uint8Array, WireError> {
   const layer = ip.version === 4 ? 'ipv4' : 'ipv6';
   if (ip.bytes !== packet || tcp.bytes !== packet || tcp.offset !== ip.payloadOffset) {
     return err(wireError('tcp', 'unsupported', 'ip/tcp views do not view this packet'));
   }
   if (ip.isFragment) return err(wireError(layer, 'fragment', 'cannot rewrite a fragment'));
   if (ip.hasAuthHeader) return err(wireError(layer, 'unsupported', 'cannot rewrite under an AH header'));
-  const options = change.options ?? packet.subarray(tcp.optionsStart, tcp.optionsEnd);
-  if (options.length % 4 !== 0 || options.length > TCP_OPTIONS_MAX) {
-    return err(wireError('tcp-options', 'bad-option', `${options.length} option bytes: must be a multiple of 4 and <= ${TCP_OPTIONS_MAX}`));
+  if (optionsLength % 4 !== 0 || optionsLength > TCP_OPTIONS_MAX) {
+    return err(wireError('tcp-options', 'bad-option', `${optionsLength} option bytes: must be a multiple of 4 and <= ${TCP_OPTIONS_MAX}`));
   }
-  const payload = change.payload ?? packet.subarray(tcp.payloadStart, tcp.payloadEnd);
   const ipHeader = ip.headerLength;
-  const tcpHeader = TCP_HEADER_MIN + options.length;
-  const tcpLength = tcpHeader + payload.length;
-  const total = ipHeader + tcpLength;
+  const tcpHeader = TCP_HEADER_MIN + optionsLength;
+  const total = ipHeader + tcpHeader + payloadLength;
   if ((ip.version === 4 ? total : total - IPV6_HEADER) > MAX_LENGTH) {
     return err(wireError(layer, 'bad-length', `rewritten packet of ${total} bytes is too long`));
   }
-  const out = new Uint8Array(total);
-  out.set(packet.subarray(ip.offset, ip.offset + ipHeader), 0);
-  out.set(packet.subarray(tcp.offset, tcp.offset + TCP_HEADER_MIN), ipHeader);
+  const out = alloc(total);
+  copyBytes(packet, ip.offset, out, 0, ipHeader);
+  copyBytes(packet, tcp.offset, out, ipHeader, TCP_HEADER_MIN);
   out[ipHeader + 12] = ((tcpHeader / 4) << 4) | (packet[tcp.offset + 12]! & 0x0f);
-  out.set(options, ipHeader + TCP_HEADER_MIN);
-  out.set(payload, ipHeader + tcpHeader);
+  out[ipHeader + 16] = 0;
+  out[ipHeader + 17] = 0;
   if (ip.version === 4) {
     write16(out, 2, total);
     write16(out, 10, checksumAdjust(read16(packet, ip.offset + 10), ip.totalLength, total));
   } else {
     write16(out, 4, total - IPV6_HEADER);
   }
-  // Pseudo-header addresses (incl. a routing header's final destination) sit at the same
-  // relative offsets in the copy.
-  const shift = -ip.offset;
-  const pseudo = { bytes: out, version: ip.version, srcOffset: ip.srcOffset + shift, pseudoDstOffset: ip.pseudoDstOffset + shift };
-  write16(out, ipHeader + 16, tcpChecksum(pseudo, out, ipHeader, tcpLength));
   return ok(out);
+}
+
+/**
+ * Sets the TCP checksum of a packet begun with beginTcpRewrite from `ip` (the view of the packet
+ * it was rewritten from, whose pseudo-header addresses it shares), once everything else is
+ * written. With `payloadSum`, the payload's one's-complement sum (xorWithSum) is known and only
+ * the header is read.
+ */
+export function finishTcpRewrite(out: Uint8Array, ip: IpView, payloadSum?: number): void {
+  const tcpStart = ip.headerLength;
+  const tcpLength = out.length - tcpStart;
+  const headerLength = (out[tcpStart + 12]! >>> 4) * 4;
+  const checksum = payloadSum === undefined
+    ? tcpChecksum(ip, out, tcpStart, tcpLength)
+    : tcpChecksumWithPayloadSum(ip, out, tcpStart, headerLength, tcpLength - headerLength, payloadSum);
+  write16(out, tcpStart + 16, checksum);
+}
+
+/** Copies n bytes; short runs (headers) by hand, which beats creating two views for set(). */
+export function copyBytes(src: Uint8Array, from: number, dst: Uint8Array, to: number, n: number): void {
+  if (n > 64) {
+    dst.set(src.subarray(from, from + n), to);
+    return;
+  }
+  for (let i = 0; i < n; i++) dst[to + i] = src[from + i]!;
 }
 
 /**

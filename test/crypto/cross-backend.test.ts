@@ -60,6 +60,39 @@ test('hmacSha256 agrees for any key length (empty, short, longer than the 64-byt
   );
 });
 
+test('a prepared HMAC key gives the same MAC as hmacSha256, truncated anywhere, on both backends', () => {
+  // Parts up to 5 KiB cross the node backend's 4 KiB scratch (its streaming fallback).
+  const bigParts = fc.array(fc.oneof(bytes(300), fc.integer({ min: 3000, max: 5000 }).map((n) => new Uint8Array(n).fill(n & 0xff))), { maxLength: 3 });
+  fc.assert(
+    fc.property(bytes(200), bigParts, fc.integer({ min: 1, max: 32 }), fc.nat(20), (k, ps, length, at) => {
+      const want = toHex(nodeBackend.hmacSha256(k, ...ps).subarray(0, length));
+      for (const backend of [nodeBackend, nobleBackend]) {
+        const prepared = backend.hmacKey(k);
+        const out = new Uint8Array(at + length + 3).fill(0xaa);
+        prepared.macInto(ps, out, at, length);
+        prepared.macInto(ps, out, at, length); // reusable
+        expect(toHex(out.subarray(at, at + length))).toBe(want);
+        expect(toHex(out.subarray(0, at))).toBe('aa'.repeat(at)); // nothing written outside
+        expect(toHex(out.subarray(at + length))).toBe('aaaaaa');
+      }
+    }),
+    { numRuns: 150 },
+  );
+});
+
+test('a destroyed HMAC key refuses to MAC; bad output ranges are programming errors', () => {
+  for (const backend of [nodeBackend, nobleBackend]) {
+    const prepared = backend.hmacKey(new Uint8Array(32).fill(1));
+    expect(() => prepared.macInto([], new Uint8Array(12), 1, 12)).toThrow(RangeError);
+    expect(() => prepared.macInto([], new Uint8Array(40), 0, 33)).toThrow(RangeError);
+    expect(prepared.destroyed).toBe(false);
+    prepared.destroy();
+    prepared.destroy();
+    expect(prepared.destroyed).toBe(true);
+    expect(() => prepared.macInto([], new Uint8Array(12), 0, 12)).toThrow(TypeError);
+  }
+});
+
 test('sha256 agrees over parts', () => {
   fc.assert(
     fc.property(parts, (ps) => {

@@ -3,9 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { getBackend, backendNames } from '../../common/crypto';
-import { KeystreamCursor } from '../../common/crypto/keystream-cursor';
 import { DEFAULT_OPTION_CONFIG } from '../../common/protocol/options';
-import { protectSegment, unprotectSegment } from '../../common/protocol/segment';
+import { directionKeys, protectSegment, unprotectSegment } from '../../common/protocol/segment';
 import { parseIp } from '../../common/wire/ip';
 import { parseTcp } from '../../common/wire/tcp';
 
@@ -33,14 +32,14 @@ function views(packet: Uint8Array) {
 describe.each(backendNames)('CG1 segment vectors, %s backend', (name) => {
   const backend = getBackend(name);
   test.each(vectors.vectors.map((v) => [v.description, v] as const))('%s', (_d, v) => {
-    const keys = { keystream: new KeystreamCursor(backend, hex(v.encKey)), mac: hex(v.macKey) };
+    const keys = directionKeys(backend, hex(v.encKey), hex(v.macKey));
     const plain = hex(v.plainPacket);
     const { ip, tcp } = views(plain);
-    const out = protectSegment(backend, keys, DEFAULT_OPTION_CONFIG, { packet: plain, ip, tcp, offset: v.offset, payloadOffset: v.payloadOffset, stripPayload: false });
+    const out = protectSegment(keys, DEFAULT_OPTION_CONFIG, { packet: plain, ip, tcp, offset: v.offset, payloadOffset: v.payloadOffset, stripPayload: false });
     if (!out.ok) throw new Error(out.error);
     expect(Buffer.from(out.value).toString('hex')).toBe(v.protectedPacket);
     const back = views(out.value);
-    const undone = unprotectSegment(backend, keys, DEFAULT_OPTION_CONFIG, out.value, back.ip, back.tcp, v.offset, v.payloadOffset);
+    const undone = unprotectSegment(keys, DEFAULT_OPTION_CONFIG, out.value, back.ip, back.tcp, v.offset, v.payloadOffset);
     if (!undone.ok) throw new Error(undone.error);
     expect(Buffer.from(undone.value).toString('hex')).toBe(v.plainPacket);
   });
