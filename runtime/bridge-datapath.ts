@@ -204,11 +204,13 @@ export class BridgeDatapath implements Datapath {
         this.transmit(to, frame);
         return;
       }
-      // Cut at the IP total length: Ethernet padding is not payload.
-      packet = frame.subarray(ipOffset, ip.value.end);
+      // Cut at the IP total length: Ethernet padding is not payload. A copy: `frame` is cap's
+      // one receive buffer, and the engine may keep views of its input (addresses of a flow
+      // being keyed) past this frame.
+      packet = new Uint8Array(frame.subarray(ipOffset, ip.value.end));
     } else {
       // A malformed IP header: the engine decides (it drops what touches a protected service).
-      packet = frame.subarray(ipOffset);
+      packet = new Uint8Array(frame.subarray(ipOffset));
     }
     let applied = false;
     try {
