@@ -30,6 +30,7 @@ import {
   KdcErrorCode,
   KdcType,
   decodeKdcFrame,
+  encodeIssueResponse,
   encodeKdcMessage,
   kdcErrorCodeFor,
 } from '../common/protocol/kdc-messages';
@@ -133,6 +134,92 @@ function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
+interface Pending {
+  at: number;
+  settled: boolean;
+  expire(): void;
+}
+
+/**
+ * withDeadline for the many operations of the issue path, with one timer for all of them: they
+ * share one duration, so they expire in the order they started. An operation that settles in
+ * time leaves its slot to be dropped when the sweep reaches it.
+ */
+export class DeadlineQueue {
+  private q: Pending[] = [];
+  private head = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly ms: number,
+    private readonly clock: () => number = () => performance.now(),
+  ) {}
+
+  /** `p`, or a Deadline rejection after `ms`; `onError` sees every failure first. */
+  race<T>(p: Promise<T>, what: string, onError: (e: unknown) => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const slot: Pending = {
+        at: this.clock() + this.ms,
+        settled: false,
+        expire: () => {
+          const e = new Deadline(`${what}: no answer within ${this.ms} ms`);
+          onError(e);
+          reject(e);
+        },
+      };
+      this.q.push(slot);
+      if (this.timer === null) this.arm(this.ms);
+      p.then(
+        (v) => {
+          if (slot.settled) return;
+          slot.settled = true;
+          resolve(v);
+        },
+        (e: unknown) => {
+          if (slot.settled) return;
+          slot.settled = true;
+          onError(e);
+          reject(e);
+        },
+      );
+    });
+  }
+
+  private arm(ms: number): void {
+    this.timer = setTimeout(() => this.sweep(), Math.max(1, Math.ceil(ms)));
+  }
+
+  private sweep(): void {
+    this.timer = null;
+    const now = this.clock();
+    while (this.head < this.q.length) {
+      const slot = this.q[this.head] as Pending;
+      if (!slot.settled && slot.at > now) break;
+      if (!slot.settled) {
+        slot.settled = true;
+        slot.expire();
+      }
+      this.head++;
+    }
+    if (this.head === this.q.length) {
+      this.q = [];
+      this.head = 0;
+      return;
+    }
+    if (this.head > 1024) {
+      this.q = this.q.slice(this.head);
+      this.head = 0;
+    }
+    this.arm((this.q[this.head] as Pending).at - now);
+  }
+
+  /** Stops the timer; operations still waiting get no deadline rejection. */
+  stop(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}
+
 /**
  * Whether the store answers. A failed operation on the issue path marks it suspect and probes
  * at once; a failed probe marks it down, and while down every request is refused without
@@ -231,6 +318,7 @@ export class KdcService {
   private readonly o: Required<Omit<KdcServiceOptions, 'rateLimit' | 'audit' | 'log'>> & { log: LogFn };
   private readonly limiter: TokenBucketLimiter | null;
   private readonly idempotencyTtlMs: number;
+  private readonly deadlines: DeadlineQueue;
   private inFlight = 0;
 
   constructor(opts: KdcServiceOptions) {
@@ -245,6 +333,7 @@ export class KdcService {
       log: opts.log ?? silentLog,
     };
     this.limiter = opts.rateLimit ? new TokenBucketLimiter(opts.rateLimit) : null;
+    this.deadlines = new DeadlineQueue(this.o.storeDeadlineMs);
     // A request stays fresh for 2 x maxSkew of KDC time (timestamp +- skew); keep its record for
     // that long plus a ticket lifetime, so no fresh request can be answered twice differently.
     this.idempotencyTtlMs = 2 * this.o.maxSkewMs + this.o.ticketLifetimeMs;
@@ -328,18 +417,17 @@ export class KdcService {
     this.o.metrics.requests.inc({ result: KDC_ERROR_NAMES[code] });
     const detail = `${error.field}: ${error.detail}`;
     this.o.log('warn', 'request-undecodable', { code: KDC_ERROR_NAMES[code], detail });
-    this.auditEvent('deny', { result: KDC_ERROR_NAMES[code], reason: fitStr(detail) });
+    this.auditEvent('deny', null, 'result', KDC_ERROR_NAMES[code], fitStr(detail));
     const requestId = raw === null ? new Uint8Array(REQUEST_ID_LEN) : requestIdOf(raw);
     return { answer: errorFrame(requestId, code, code === KdcErrorCode.Version ? 'unsupported protocol version' : 'malformed request'), close: true };
   }
 
   /** A store-backed step under the deadline; unavailability is counted and makes StoreHealth probe. */
   private store<T>(op: string, p: Promise<T>): Promise<T> {
-    return withDeadline(p, this.o.storeDeadlineMs, op).catch((e: unknown) => {
-      if (!(e instanceof StoreUnavailableError || e instanceof Deadline)) throw e; // not the store's fault: internal
+    return this.deadlines.race(p, op, (e) => {
+      if (!(e instanceof StoreUnavailableError || e instanceof Deadline)) return; // not the store's fault: internal
       this.o.metrics.storeErrors.inc({ operation: op });
       this.health.suspect(e.message);
-      throw e;
     });
   }
 
@@ -400,46 +488,40 @@ export class KdcService {
     if (this.limiter !== null && !this.limiter.take(m.gatewayPrincipal, now)) {
       return this.refuse(m, KdcErrorCode.RateLimited, 'gateway over its request rate');
     }
-    const answer = encodeKdcMessage(outcome.message);
+    // The record is digest || answer in one buffer; the answer sent is a view of it.
+    let record: Uint8Array;
+    if (outcome.ok) record = encodeIssueResponse(outcome.message, DIGEST_LEN);
+    else {
+      const frame = encodeKdcMessage(outcome.message);
+      record = new Uint8Array(DIGEST_LEN + frame.length);
+      record.set(frame, DIGEST_LEN);
+    }
     const digest = requestDigest(this.o.backend, raw);
-    const record = new Uint8Array(DIGEST_LEN + answer.length);
     record.set(digest);
-    record.set(answer, DIGEST_LEN);
+    const answer = record.subarray(DIGEST_LEN);
     const put = await this.store('putIssuedIfAbsent', this.o.store.putIssuedIfAbsent(m.requestId, record, this.idempotencyTtlMs));
     if (put.stored) return this.answered(m, outcome, answer);
     const stored = put.bytes;
     if (stored.length > DIGEST_LEN && bytesEqual(stored.subarray(0, DIGEST_LEN), digest)) {
       this.o.metrics.idempotentReplies.inc();
-      this.auditEvent('retry', { ...this.who(m), result: resultOf(stored.subarray(DIGEST_LEN)) });
+      this.auditEvent('retry', m, 'result', resultOf(stored.subarray(DIGEST_LEN)));
       return stored.slice(DIGEST_LEN);
     }
     return this.refuse(m, KdcErrorCode.Replay, 'request id already used by another request');
   }
 
-  private who(m: IssueRequestMsg): Record<string, AuditValue> {
-    return {
-      requestId: hex(m.requestId),
-      gateway: m.gatewayPrincipal,
-      gatewayKvno: m.gatewayKvno,
-      client: m.clientPrincipal,
-      connId: m.connId.toString(16).padStart(16, '0'),
-      clientAddr: formatAddr(m.tuple.clientAddr),
-      service: serviceName(m),
-    };
-  }
-
   private answered(m: IssueRequestMsg, outcome: IssueOutcome, encoded?: Uint8Array): Uint8Array {
     if (outcome.ok) {
-      this.auditEvent('issue', { ...this.who(m), expiresAt: outcome.message.expiresAtMs });
+      this.auditEvent('issue', m, 'expiresAt', outcome.message.expiresAtMs);
       return encoded ?? encodeKdcMessage(outcome.message);
     }
     const e = outcome.message;
-    this.auditEvent('deny', { ...this.who(m), result: KDC_ERROR_NAMES[e.code], reason: e.reason });
+    this.auditEvent('deny', m, 'result', KDC_ERROR_NAMES[e.code], e.reason);
     return encoded ?? encodeKdcMessage(e);
   }
 
   private refuse(m: IssueRequestMsg, code: KdcErrorCode, reason: string): Uint8Array {
-    this.auditEvent('deny', { ...this.who(m), result: KDC_ERROR_NAMES[code], reason });
+    this.auditEvent('deny', m, 'result', KDC_ERROR_NAMES[code], reason);
     return errorFrame(m.requestId, code, reason);
   }
 
@@ -451,16 +533,36 @@ export class KdcService {
     return this.refuse(m, KdcErrorCode.Internal, 'internal error');
   }
 
-  /** 'issue', 'deny' (every refusal) or 'retry' (answered from the idempotency record). */
-  private auditEvent(type: 'issue' | 'deny' | 'retry', fields: Record<string, AuditValue>): void {
+  /**
+   * 'issue', 'deny' (every refusal) or 'retry' (answered from the idempotency record): who asked
+   * for what (when `m` decoded), then one field (`result` or `expiresAt`) and the reason of a
+   * denial. Built as one object literal: this runs for every request.
+   */
+  private auditEvent(type: 'issue' | 'deny' | 'retry', m: IssueRequestMsg | null, key: 'result' | 'expiresAt', value: AuditValue, reason?: string): void {
     this.o.metrics.auditQueued.inc();
-    const event: AuditEvent = { ...fields, ts: this.o.clock(), type };
-    this.audit.enqueue(event);
+    const event: Record<string, AuditValue> =
+      m === null
+        ? {}
+        : {
+            requestId: hex(m.requestId),
+            gateway: m.gatewayPrincipal,
+            gatewayKvno: m.gatewayKvno,
+            client: m.clientPrincipal,
+            connId: m.connId.toString(16).padStart(16, '0'),
+            clientAddr: formatAddr(m.tuple.clientAddr),
+            service: serviceName(m),
+          };
+    event[key] = value;
+    if (reason !== undefined) event.reason = reason;
+    event.ts = this.o.clock();
+    event.type = type;
+    this.audit.enqueue(event as AuditEvent);
   }
 
   /** Stops probing and flushes the audit queue. The store is the caller's to close. */
   async close(): Promise<void> {
     this.health.stop();
+    this.deadlines.stop();
     await this.audit.close();
   }
 }

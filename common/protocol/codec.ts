@@ -212,6 +212,23 @@ export class ByteWriter {
     return this.buf.slice(0, this.len);
   }
 
+  /**
+   * finish() for a writer sized exactly: the written bytes without a copy when they fill the
+   * buffer (else a copy, as finish()). The writer is left empty, holding nothing of them.
+   */
+  take(): Uint8Array {
+    const out = this.len === this.buf.length ? this.buf : this.buf.slice(0, this.len);
+    this.buf = new Uint8Array(16);
+    this.len = 0;
+    return out;
+  }
+
+  /** `n` zero bytes (room the caller fills in later). */
+  zeros(n: number): this {
+    this.buf.fill(0, this.reserve(n), this.len);
+    return this;
+  }
+
   /** Zeroes the internal buffer (after finish() when the content was secret). */
   wipe(): void {
     this.buf.fill(0);

@@ -1,8 +1,8 @@
 // KDC protocol messages (spec "KDC protocol"; gateway -> KDC, pipelined, matched by requestId).
 import type { Result } from '../result';
-import { type ByteReader, type ByteWriter, type FlowTuple, type ProtocolError } from './codec';
+import { type ByteReader, ByteWriter, EncodeError, type FlowTuple, type ProtocolError } from './codec';
 import { NONCE_LEN } from './binding';
-import { type Frame, decodeFrameBody, decodeSingleFrame, encodeFrame } from './framing';
+import { FRAME_HEADER_LEN, FRAME_PROTOCOL_VERSION, type Frame, MAX_FRAME_LENGTH, decodeFrameBody, decodeSingleFrame, encodeFrame } from './framing';
 import { REQUEST_ID_LEN } from './ticket';
 
 export const KDC_DEFAULT_PORT = 7391;
@@ -118,7 +118,21 @@ function writeBody(w: ByteWriter, m: KdcMessage): void {
  * gateways build requests with `sealIssueRequest` (kdc-request-auth.ts).
  */
 export function encodeKdcMessage(m: KdcMessage): Uint8Array {
+  if (m.type === KdcType.IssueResponse) return encodeIssueResponse(m);
   return encodeFrame(m.type, (w) => writeBody(w, m));
+}
+
+/**
+ * The ISSUE_RESPONSE frame, written once into an exact-size buffer, after `headroom` zero bytes
+ * the caller may fill (the KDC's idempotency record is digest || frame): the frame is
+ * `result.subarray(headroom)`. Same bytes as encodeFrame would give.
+ */
+export function encodeIssueResponse(m: IssueResponseMsg, headroom = 0): Uint8Array {
+  const length = 2 + REQUEST_ID_LEN + 8 + 2 + m.gatewayTicket.length + 2 + m.clientTicket.length;
+  if (length > MAX_FRAME_LENGTH) throw new EncodeError(`frame too long: ${length}`);
+  const w = new ByteWriter(headroom + FRAME_HEADER_LEN + length).zeros(headroom).u32(length).u8(FRAME_PROTOCOL_VERSION).u8(KdcType.IssueResponse);
+  writeBody(w, m);
+  return w.take();
 }
 
 const readers: Readonly<Record<number, (r: ByteReader) => KdcMessage>> = {

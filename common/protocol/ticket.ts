@@ -138,7 +138,7 @@ export function sealTicketPlaintext(backend: CryptoBackend, input: SealTicketPla
   const out = writeHeader(new ByteWriter(aadLen + TICKET_NONCE_LEN + 2 + sealedLen), owner, input.kvno, input.requestId);
   const aad = out.view();
   const sealed = backend.aeadSeal(input.ticketKey, input.nonce, input.plaintext, aad);
-  return out.bytes(input.nonce).blob(sealed).finish();
+  return out.bytes(input.nonce).blob(sealed).take();
 }
 
 /**

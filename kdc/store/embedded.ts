@@ -590,17 +590,22 @@ export class EmbeddedStore implements KdcStore {
       const id = `${event.ts}-${process.pid}.${++this.auditSeq}`;
       return `{"id":${JSON.stringify(id)},"event":${encodeAuditEvent(event)}}\n`;
     });
+    const data = Buffer.from(lines.join(''));
     try {
       // By path, so that a rotation by another process is followed at once (O_APPEND).
-      await fs.promises.appendFile(this.auditPath, lines.join(''), { mode: 0o600 });
+      await fs.promises.appendFile(this.auditPath, data, { mode: 0o600 });
     } catch (e) {
       throw new StoreUnavailableError(this.description, 'appendAudit', errMsg(e));
     }
-    await this.maybeRotateAudit().catch(() => undefined);
+    await this.maybeRotateAudit(data.length, lines.length).catch(() => undefined);
   }
 
-  /** Counts lines incrementally; past auditMaxLen, moves audit.log to audit.log.1 (under the lock). */
-  private async maybeRotateAudit(): Promise<void> {
+  /**
+   * Counts lines incrementally (`bytes`/`lines`: what we just appended, so that the file need
+   * not be read back when nobody else wrote); past auditMaxLen, moves audit.log to audit.log.1
+   * (under the lock).
+   */
+  private async maybeRotateAudit(bytes: number, lines: number): Promise<void> {
     const st = await fs.promises.stat(this.auditPath);
     const a = this.audit;
     if (st.ino !== a.ino || st.size < a.scanned) {
@@ -608,7 +613,10 @@ export class EmbeddedStore implements KdcStore {
       a.scanned = 0;
       a.lines = 0;
     }
-    if (st.size > a.scanned) {
+    if (st.size === a.scanned + bytes && a.scanned > 0) {
+      a.scanned = st.size;
+      a.lines += lines;
+    } else if (st.size > a.scanned) {
       const fh = await fs.promises.open(this.auditPath, 'r');
       try {
         const buf = Buffer.alloc(st.size - a.scanned);
@@ -655,14 +663,15 @@ export class EmbeddedStore implements KdcStore {
   async putIssuedIfAbsent(requestId: Uint8Array, bytes: Uint8Array, ttlMs: number): Promise<IssuedPut> {
     this.check('putIssuedIfAbsent');
     checkIssuedArgs(requestId, bytes, ttlMs);
-    const key = Buffer.from(requestId).toString('hex');
+    const key = Buffer.from(requestId.buffer, requestId.byteOffset, requestId.byteLength).toString('hex');
     const now = Date.now();
     const cur = this.issued.get(key);
     if (cur && cur.expiresAt > now) return { stored: false, bytes: new Uint8Array(cur.bytes) };
-    if (this.issued.size >= this.issuedMax) this.evictIssued(now);
     this.issued.delete(key);
-    this.issued.set(key, { bytes: new Uint8Array(bytes), expiresAt: now + ttlMs });
-    return { stored: true, bytes: new Uint8Array(bytes) };
+    if (this.issued.size >= this.issuedMax) this.evictIssued(now);
+    // The caller's bytes are kept as given (the service never changes an answer it sent).
+    this.issued.set(key, { bytes, expiresAt: now + ttlMs });
+    return { stored: true, bytes };
   }
 
   async getIssued(requestId: Uint8Array): Promise<Uint8Array | null> {
@@ -672,11 +681,14 @@ export class EmbeddedStore implements KdcStore {
     return cur && cur.expiresAt > Date.now() ? new Uint8Array(cur.bytes) : null;
   }
 
+  /**
+   * Makes room for one record. The Map is in insertion order and the service uses one TTL, so
+   * the oldest records are the first to expire: drop from the front while expired or while full.
+   * O(records dropped), not O(records held).
+   */
   private evictIssued(now: number): void {
-    for (const [k, v] of this.issued) if (v.expiresAt <= now) this.issued.delete(k);
-    // Still full: drop the oldest (Map keeps insertion order).
-    for (const k of this.issued.keys()) {
-      if (this.issued.size < this.issuedMax) break;
+    for (const [k, v] of this.issued) {
+      if (v.expiresAt > now && this.issued.size < this.issuedMax) break;
       this.issued.delete(k);
     }
   }

@@ -134,6 +134,40 @@ if cur then return cur end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false`;
 
+// Many put-if-absents in one call (standalone and Sentinel: one node holds every key). KEYS: the
+// records; ARGV: bytes and ttl per key. Returns per key the existing record, or '' when stored
+// (a record is never empty).
+const ISSUED_MANY_SCRIPT = `
+local out = {}
+for i = 1, #KEYS do
+  local cur = redis.call('GET', KEYS[i])
+  if cur then
+    out[i] = cur
+  else
+    redis.call('SET', KEYS[i], ARGV[2 * i - 1], 'PX', ARGV[2 * i])
+    out[i] = ''
+  end
+end
+return out`;
+
+// A batch of audit events in one call. KEYS: the stream; ARGV: MAXLEN, then the events.
+const AUDIT_MANY_SCRIPT = `
+for i = 2, #ARGV do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i])
+end
+return #ARGV - 1`;
+
+/** Keys per cgIssuedMany call. */
+const ISSUED_BATCH_MAX = 256;
+
+interface PendingPut {
+  key: string;
+  bytes: Uint8Array;
+  ttl: string;
+  resolve(r: IssuedPut): void;
+  reject(e: unknown): void;
+}
+
 interface Scripts {
   cgCas(k1: string, k2: string, k3: string, field: string, expected: string, json: string): Promise<[number, string | number]>;
   cgGet2(k1: string, k2: string, field: string): Promise<[string | null, string | null]>;
@@ -141,6 +175,8 @@ interface Scripts {
   cgPolicyPut(k1: string, k2: string, id: string, json: string, onlyIfAbsent: string): Promise<number>;
   cgPolicyDel(k1: string, k2: string, id: string): Promise<number>;
   cgIssuedBuffer(k1: string, bytes: Buffer, ttlMs: string): Promise<Buffer | null>;
+  cgIssuedManyBuffer(numKeys: number, ...keysThenArgs: (string | Buffer)[]): Promise<Buffer[]>;
+  cgAuditMany(k1: string, maxLen: string, ...events: string[]): Promise<number>;
 }
 type Client = (Redis | Cluster) & Scripts;
 
@@ -170,12 +206,16 @@ export class RedisKdcStore implements KdcStore {
   private readonly waitForReplicas: number;
   private readonly k: { principals: string; principalRevs: string; policy: string; meta: string; metaRevs: string; version: string; audit: string; issued: string };
   private readonly waiters = new Set<{ resolve: () => void; reject: (e: Error) => void }>();
+  /** Put-if-absents of this turn of the event loop, sent as one script call (not in Cluster mode). */
+  private puts: PendingPut[] | null = null;
+  private readonly batchPuts: boolean;
   private lastError = '';
   private closed = false;
   private revive: NodeJS.Timeout | null = null;
 
   constructor(opts: RedisStoreOptions) {
     this.description = describeRedis(opts);
+    this.batchPuts = opts.mode !== 'cluster';
     this.timeoutMs = opts.timeoutMs ?? 500;
     this.maxPending = opts.maxPending ?? 1000;
     this.auditMaxLen = opts.auditMaxLen ?? 100_000;
@@ -235,6 +275,8 @@ export class RedisKdcStore implements KdcStore {
       const clusterOpts: ClusterOptions = {
         redisOptions,
         scaleReads: 'master',
+        // Issued records spread over the slots: batch each node's commands of a tick in one write.
+        enableAutoPipelining: true,
         enableOfflineQueue: false,
         enableReadyCheck: true,
         maxRedirections: 16,
@@ -255,6 +297,8 @@ export class RedisKdcStore implements KdcStore {
     client.defineCommand('cgPolicyPut', { numberOfKeys: 2, lua: POLICY_PUT_SCRIPT });
     client.defineCommand('cgPolicyDel', { numberOfKeys: 2, lua: POLICY_DEL_SCRIPT });
     client.defineCommand('cgIssued', { numberOfKeys: 1, lua: ISSUED_SCRIPT });
+    client.defineCommand('cgIssuedMany', { lua: ISSUED_MANY_SCRIPT });
+    client.defineCommand('cgAuditMany', { numberOfKeys: 1, lua: AUDIT_MANY_SCRIPT });
     client.on('error', (e: unknown) => {
       this.lastError = errMsg(e);
     });
@@ -308,9 +352,12 @@ export class RedisKdcStore implements KdcStore {
     if (this.closed) throw this.unavailable(op, 'store is closed');
     const deadline = Date.now() + this.timeoutMs;
     for (let attempt = 0; ; attempt++) {
-      await this.waitReady(op, deadline);
+      if (this.client.status !== 'ready') await this.waitReady(op, deadline);
       let timer: NodeJS.Timeout | undefined;
       try {
+        // A first attempt on a ready standalone/Sentinel connection is bounded by ioredis's own
+        // commandTimeout (= timeoutMs): no second timer per operation on the issue path.
+        if (attempt === 0 && this.batchPuts && deadline - Date.now() >= this.timeoutMs) return await fn();
         const timeout = new Promise<never>((_, reject) => {
           const ms = Math.max(0, deadline - Date.now());
           timer = setTimeout(() => reject(this.unavailable(op, `no reply within ${this.timeoutMs} ms${this.lastError ? ` (last error: ${this.lastError})` : ''}`)), ms);
@@ -325,7 +372,7 @@ export class RedisKdcStore implements KdcStore {
           await sleep(20);
           continue;
         }
-        throw this.unavailable(op, msg);
+        throw this.unavailable(op, msg === 'Command timed out' ? `no reply within ${this.timeoutMs} ms${this.lastError ? ` (last error: ${this.lastError})` : ''}` : msg);
       } finally {
         clearTimeout(timer);
       }
@@ -418,13 +465,8 @@ export class RedisKdcStore implements KdcStore {
   async appendAudit(events: readonly AuditEvent[]): Promise<void> {
     if (events.length === 0) return;
     const encoded = events.map(encodeAuditEvent);
-    await this.run('appendAudit', async () => {
-      const pipe = this.client.pipeline();
-      for (const e of encoded) pipe.xadd(this.k.audit, 'MAXLEN', '~', String(this.auditMaxLen), '*', 'e', e);
-      const results = (await pipe.exec()) ?? [];
-      const failed = results.find(([e]) => e);
-      if (failed?.[0]) throw failed[0];
-    });
+    // One script call per batch: one command for Redis and for ioredis, however many events.
+    await this.run('appendAudit', () => this.client.cgAuditMany(this.k.audit, String(this.auditMaxLen), ...encoded));
   }
 
   async tailAudit(count: number): Promise<AuditEntry[]> {
@@ -448,12 +490,54 @@ export class RedisKdcStore implements KdcStore {
 
   // ---- issued responses ----
 
-  async putIssuedIfAbsent(requestId: Uint8Array, bytes: Uint8Array, ttlMs: number): Promise<IssuedPut> {
-    checkIssuedArgs(requestId, bytes, ttlMs);
-    const key = this.k.issued + Buffer.from(requestId).toString('hex');
+  putIssuedIfAbsent(requestId: Uint8Array, bytes: Uint8Array, ttlMs: number): Promise<IssuedPut> {
+    try {
+      checkIssuedArgs(requestId, bytes, ttlMs);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const key = this.k.issued + Buffer.from(requestId.buffer, requestId.byteOffset, requestId.byteLength).toString('hex');
+    if (!this.batchPuts) return this.putIssuedOne(key, bytes, ttlMs);
+    // Requests answered in the same turn of the event loop share one script call.
+    return new Promise<IssuedPut>((resolve, reject) => {
+      if (this.puts === null) {
+        this.puts = [];
+        setImmediate(() => this.flushPuts());
+      }
+      this.puts.push({ key, bytes, ttl: String(ttlMs), resolve, reject });
+    });
+  }
+
+  private async putIssuedOne(key: string, bytes: Uint8Array, ttlMs: number): Promise<IssuedPut> {
     const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const cur = await this.run('putIssuedIfAbsent', () => this.client.cgIssuedBuffer(key, buf, String(ttlMs)));
-    return cur === null ? { stored: true, bytes: new Uint8Array(bytes) } : { stored: false, bytes: new Uint8Array(cur) };
+    return cur === null ? { stored: true, bytes } : { stored: false, bytes: new Uint8Array(cur) };
+  }
+
+  private flushPuts(): void {
+    const all = this.puts ?? [];
+    this.puts = null;
+    for (let i = 0; i < all.length; i += ISSUED_BATCH_MAX) {
+      const batch = all.slice(i, i + ISSUED_BATCH_MAX);
+      const args: (string | Buffer)[] = new Array<string | Buffer>(batch.length * 3);
+      batch.forEach((p, j) => {
+        args[j] = p.key;
+        args[batch.length + 2 * j] = Buffer.from(p.bytes.buffer, p.bytes.byteOffset, p.bytes.byteLength);
+        args[batch.length + 2 * j + 1] = p.ttl;
+      });
+      this.run('putIssuedIfAbsent', () => this.client.cgIssuedManyBuffer(batch.length, ...args)).then(
+        (replies) => {
+          batch.forEach((p, j) => {
+            const cur = replies[j];
+            if (cur === undefined) p.reject(this.unavailable('putIssuedIfAbsent', 'short reply from Redis'));
+            else p.resolve(cur.length === 0 ? { stored: true, bytes: p.bytes } : { stored: false, bytes: new Uint8Array(cur) });
+          });
+        },
+        (e: unknown) => {
+          for (const p of batch) p.reject(e);
+        },
+      );
+    }
   }
 
   async getIssued(requestId: Uint8Array): Promise<Uint8Array | null> {

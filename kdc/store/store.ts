@@ -118,7 +118,8 @@ export interface KdcStore {
 
   /**
    * Idempotency record for an issued response: stores `bytes` under requestId for ttlMs unless a
-   * record exists; returns whichever bytes are now stored. Bytes are opaque to the store.
+   * record exists; returns whichever bytes are now stored. Bytes are opaque to the store, which
+   * may keep the caller's array as it is: do not modify it afterwards.
    */
   putIssuedIfAbsent(requestId: Uint8Array, bytes: Uint8Array, ttlMs: number): Promise<IssuedPut>;
   getIssued(requestId: Uint8Array): Promise<Uint8Array | null>;
