@@ -11,6 +11,7 @@ import {
   counter,
   daemonStatus,
   describeE2E,
+  expectDaemonsUp,
   payloadBytes,
   sleep,
   tcpSegments,
@@ -31,6 +32,8 @@ describeE2E('fail closed (router mode)', () => {
   beforeAll(async () => {
     lab = await upLab('failclosed', { mode: 'router', gatewayTimers: { lingerMs: 1000 }, agentTimers: { lingerMs: 1000 } });
   }, 120_000);
+
+  afterEach(() => expectDaemonsUp(lab));
 
   afterAll(async () => {
     await lab?.down();

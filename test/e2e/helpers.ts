@@ -49,6 +49,20 @@ export function upLab(tag: string, opts: Omit<LabOptions, 'dir'>): Promise<Ciphe
   return CiphergateLab.up({ ...opts, dir });
 }
 
+/**
+ * Throws, with the end of its log, if a daemon the lab still counts as running has exited (a
+ * crash would otherwise show only as a refused or hanging connection in the next test).
+ */
+export function expectDaemonsUp(lab: CiphergateLab | undefined): void {
+  if (lab === undefined) return;
+  for (const name of ['gateway', 'agent', 'kdc'] as const) {
+    const p = lab.procs.get(name);
+    if (p && (p.child.exitCode !== null || p.child.signalCode !== null)) {
+      throw new Error(`${name} exited (${p.child.exitCode ?? p.child.signalCode}); log tail:\n${p.stdout().slice(-3000)}`);
+    }
+  }
+}
+
 export const url = (host: string, port: number, p: string) => `http://${host.includes(':') ? `[${host}]` : host}${port === 80 ? '' : `:${port}`}${p}`;
 
 export const uniqueSeed = (what: string) => `${what}-${randomBytes(6).toString('hex')}`;

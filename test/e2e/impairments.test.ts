@@ -13,6 +13,7 @@ import {
   SACK,
   type Segment,
   describeE2E,
+  expectDaemonsUp,
   downloadSha256,
   hasTcpOption,
   labBytes,
@@ -44,9 +45,9 @@ describeE2E('impairments: loss, ECN, SACK, IPv6 (router mode)', () => {
     rules.push(await lab.netns.addLoss(lab.gatewayNs, { dev: 'g0', percent: LOSS_PERCENT, match: `tcp dport ${PORTS}` }));
   }, 120_000);
 
+  afterEach(() => expectDaemonsUp(lab));
+
   afterAll(async () => {
-    // Before down(): NetnsLab.cleanup() cannot remove loss rules itself (/work/notes/e2e-findings.md #1).
-    for (const r of rules) await r.remove();
     await lab?.down();
   }, 60_000);
 

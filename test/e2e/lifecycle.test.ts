@@ -11,6 +11,7 @@ import {
   counter,
   daemonStatus,
   describeE2E,
+  expectDaemonsUp,
   downloadSha256,
   eventually,
   sleep,
@@ -31,6 +32,8 @@ describeE2E('lifecycle: idle timeout and SIGHUP reload (router mode)', () => {
     const timers = { lingerMs: 1000, idleTimeoutMs: IDLE_MS };
     lab = await upLab('lifecycle', { mode: 'router', gatewayTimers: timers, agentTimers: timers });
   }, 120_000);
+
+  afterEach(() => expectDaemonsUp(lab));
 
   afterAll(async () => {
     await lab?.down();

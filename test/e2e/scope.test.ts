@@ -8,6 +8,7 @@ import {
   counter,
   daemonStatus,
   describeE2E,
+  expectDaemonsUp,
   downloadSha256,
   fromPort,
   labBytes,
@@ -28,6 +29,8 @@ describeE2E('scope without an agent (router mode)', () => {
   beforeAll(async () => {
     lab = await upLab('scope', { mode: 'router', noAgent: true, serviceMode: 'require' });
   }, 120_000);
+
+  afterEach(() => expectDaemonsUp(lab));
 
   afterAll(async () => {
     await lab?.down();

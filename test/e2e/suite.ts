@@ -13,6 +13,7 @@ import {
   counter,
   daemonStatus,
   describeE2E,
+  expectDaemonsUp,
   downloadSha256,
   eventually,
   fromPort,
@@ -55,6 +56,8 @@ export function datapathSuite(o: SuiteOptions): void {
     beforeAll(async () => {
       lab = await upLab(o.mode, { mode: o.mode, gatewayTimers: { lingerMs: 1000 }, agentTimers: { lingerMs: 1000 } });
     }, 120_000);
+
+    afterEach(() => expectDaemonsUp(lab));
 
     afterAll(async () => {
       await lab?.down();
