@@ -116,7 +116,7 @@ export class AgentDaemon {
       flowStates: countBy(flows),
       flows,
       counters: this.engine.counters.snapshot(),
-      datapath: this.datapath.stats,
+      datapath: { ...this.datapath.stats, engineErrors: this.driver.engineErrors },
     };
   }
 

@@ -159,7 +159,7 @@ export class GatewayDaemon {
       flowStates: countBy(flows),
       flows,
       counters: this.engine.counters.snapshot(),
-      datapath: this.datapath.stats,
+      datapath: { ...this.datapath.stats, engineErrors: this.driver.engineErrors },
     };
   }
 

@@ -63,10 +63,26 @@ export class EngineDriver {
     return this.io.clock ? this.io.clock() : Date.now();
   }
 
+  /** Packets whose handling threw (a bug): dropped, counted, never fatal to the other flows. */
+  engineErrors = 0;
+  private lastErrorLog = 0;
+
   /** A packet from the datapath: the caller applies the verdict, then side actions run. */
   packet(packet: Uint8Array, apply: (v: Verdict) => void): void {
     const now = this.now();
-    apply(this.engine.handlePacket(packet, now));
+    let verdict: Verdict;
+    try {
+      verdict = this.engine.handlePacket(packet, now);
+    } catch (e) {
+      // Fail closed for this packet only: one bad packet must not take every flow down with it.
+      this.engineErrors++;
+      if (now - this.lastErrorLog > 1000) {
+        this.lastErrorLog = now;
+        this.io.log('error', 'engine-error', { error: e instanceof Error ? e.message : String(e), count: this.engineErrors });
+      }
+      verdict = { kind: 'drop', reason: 'engine-error' };
+    }
+    apply(verdict);
     this.drain(now);
   }
 
