@@ -87,6 +87,11 @@ export type AgentFlowStatus = FlowStatus<AgentFlowState>;
 export class AgentEngine {
   readonly counters = new Counters<AgentCounter | `kd-rejected:${string}` | `discarded:${string}` | `dropped:${string}`>();
   private readonly actions = new ActionQueue();
+  // The per-packet counters, bumped as plain fields.
+  private readonly packetsCounter = this.counters.counter('packets');
+  private readonly passCounter = this.counters.counter('pass');
+  private readonly protectedCounter = this.counters.counter('segments-protected');
+  private readonly unprotectedCounter = this.counters.counter('segments-unprotected');
   private destinations: EndpointSet<Destination>;
   private readonly table: FlowTable<string, AgentFlow>;
   private readonly byConnId = new Map<bigint, AgentFlow>();
@@ -108,7 +113,7 @@ export class AgentEngine {
 
   /** A packet from the client host (outbound) or from the network (inbound). */
   handlePacket(packet: Uint8Array, now: number): Verdict {
-    this.counters.inc('packets');
+    this.packetsCounter.value++;
     const a = admit(packet, this.destinations);
     switch (a.kind) {
       case 'pass':
@@ -132,7 +137,7 @@ export class AgentEngine {
     if (flow.state !== 'established') return this.drop('not-established-dropped', flow.state);
     const out = (flow.cipher as FlowCipher).protect('c2s', packet, ip, tcp);
     if (!out.ok) return this.drop('dropped:protect', out.error);
-    this.counters.inc('segments-protected');
+    this.protectedCounter.value++;
     if (out.value.strippedPayload) this.counters.inc('probe-payload-stripped');
     this.afterSegment(flow, out.value.rst, now);
     return { kind: 'rewrite', packet: out.value.packet };
@@ -196,7 +201,7 @@ export class AgentEngine {
     if (flow.cipher === null) return this.inboundUnkeyed(flow, packet, ip, tcp, isSynAck);
     const out = flow.cipher.unprotect('s2c', packet, ip, tcp);
     if (!out.ok) return this.drop('auth-failed', out.error);
-    this.counters.inc('segments-unprotected');
+    this.unprotectedCounter.value++;
     if (isSynAck && flow.state === 'keyed') {
       flow.state = 'established';
       this.counters.inc('flows-established');
@@ -387,7 +392,7 @@ export class AgentEngine {
   }
 
   private pass(): Verdict {
-    this.counters.inc('pass');
+    this.passCounter.value++;
     return PASS;
   }
 

@@ -98,6 +98,11 @@ const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byt
 export class GatewayEngine {
   readonly counters = new Counters<GatewayCounter | `refused:${string}` | `discarded:${string}` | `malformed:${string}`>();
   private readonly actions = new ActionQueue();
+  // The per-packet counters, bumped as plain fields.
+  private readonly packetsCounter = this.counters.counter('packets');
+  private readonly passCounter = this.counters.counter('pass');
+  private readonly protectedCounter = this.counters.counter('segments-protected');
+  private readonly unprotectedCounter = this.counters.counter('segments-unprotected');
   private services: EndpointSet<ServiceMode>;
   private readonly table: FlowTable<string, GatewayFlow>;
   private readonly byConnId = new Map<bigint, GatewayFlow>();
@@ -120,7 +125,7 @@ export class GatewayEngine {
   // ---- packets --------------------------------------------------------------------------
 
   handlePacket(packet: Uint8Array, now: number): Verdict {
-    this.counters.inc('packets');
+    this.packetsCounter.value++;
     const a = admit(packet, this.services);
     switch (a.kind) {
       case 'pass':
@@ -151,7 +156,7 @@ export class GatewayEngine {
     const cipher = flow.cipher as FlowCipher;
     const out = cipher.unprotect('c2s', packet, ip, tcp);
     if (!out.ok) return this.drop('auth-failed', out.error);
-    this.counters.inc('segments-unprotected');
+    this.unprotectedCounter.value++;
     this.afterSegment(flow, out.value.rst, now);
     return { kind: 'rewrite', packet: out.value.packet };
   }
@@ -174,7 +179,7 @@ export class GatewayEngine {
     }
     const out = cipher.protect('s2c', segment, ipv, tcpv);
     if (!out.ok) return this.drop('malformed', out.error);
-    this.counters.inc('segments-protected');
+    this.protectedCounter.value++;
     if (out.value.strippedPayload) this.counters.inc('probe-payload-stripped');
     if (flow.state === 'released' && tcp.flags & TCP_FLAGS.SYN) {
       flow.state = 'established';
@@ -496,7 +501,7 @@ export class GatewayEngine {
   // ---- helpers --------------------------------------------------------------------------
 
   private pass(): Verdict {
-    this.counters.inc('pass');
+    this.passCounter.value++;
     return PASS;
   }
 

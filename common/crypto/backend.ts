@@ -17,6 +17,16 @@ export interface HmacKey {
    * out[at, at + length). No copy of the parts is kept.
    */
   macInto(parts: readonly Uint8Array[], out: Uint8Array, at: number, length: number): void;
+  /**
+   * For a message assembled in place, without gathering parts: write up to `maxMessage` bytes
+   * into `scratch` from `messageStart`, then call finishInto with its length, which writes the
+   * MAC as macInto does. The scratch is shared by every key of the backend: nothing else may
+   * use it between the writes and finishInto.
+   */
+  readonly scratch: Uint8Array;
+  readonly messageStart: number;
+  readonly maxMessage: number;
+  finishInto(messageLength: number, out: Uint8Array, at: number, length: number): void;
   /** Zeroes the key-derived state; the object is unusable afterwards. Idempotent. */
   destroy(): void;
   readonly destroyed: boolean;

@@ -65,6 +65,10 @@ export function checkMacOutput(op: string, out: unknown, at: number, length: num
   }
 }
 
+export function checkMessageLength(op: string, length: number, max: number): void {
+  if (!Number.isInteger(length) || length < 0 || length > max) throw new RangeError(`${op}: message length must be an integer in [0, ${max}], got ${length}`);
+}
+
 export function checkParts(op: string, parts: readonly unknown[]): void {
   for (let i = 0; i < parts.length; i++) checkBytes(op, `part ${i}`, parts[i]);
 }

@@ -15,6 +15,7 @@ import {
   checkHkdfLength,
   checkKeyNonce,
   checkMacOutput,
+  checkMessageLength,
   checkOutput,
   checkParts,
 } from './checks';
@@ -80,6 +81,7 @@ function hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
 }
 
 // noble's HMAC keeps the hash states after both pads; each MAC starts from a clone of them.
+const messageScratch = new Uint8Array(4096);
 class NobleHmacKey implements HmacKey {
   private readonly base: ReturnType<typeof hmac.create>;
   private readonly digest = new Uint8Array(32);
@@ -90,6 +92,18 @@ class NobleHmacKey implements HmacKey {
     this.base = hmac.create(nobleSha256, key);
   }
 
+  get scratch(): Uint8Array {
+    return messageScratch;
+  }
+
+  get messageStart(): number {
+    return 0;
+  }
+
+  get maxMessage(): number {
+    return messageScratch.length;
+  }
+
   macInto(parts: readonly Uint8Array[], out: Uint8Array, at: number, length: number): void {
     const op = 'noble macInto';
     if (this.destroyed) throw new TypeError(`${op}: the key was destroyed`);
@@ -97,6 +111,20 @@ class NobleHmacKey implements HmacKey {
     checkMacOutput(op, out, at, length);
     const mac = this.base.clone();
     for (const part of parts) mac.update(part);
+    this.digestInto(mac, out, at, length);
+  }
+
+  finishInto(messageLength: number, out: Uint8Array, at: number, length: number): void {
+    const op = 'noble finishInto';
+    if (this.destroyed) throw new TypeError(`${op}: the key was destroyed`);
+    checkMessageLength(op, messageLength, messageScratch.length);
+    checkMacOutput(op, out, at, length);
+    const mac = this.base.clone();
+    mac.update(messageScratch.subarray(0, messageLength));
+    this.digestInto(mac, out, at, length);
+  }
+
+  private digestInto(mac: ReturnType<typeof hmac.create>, out: Uint8Array, at: number, length: number): void {
     mac.digestInto(this.digest); // also wipes the clone's states
     out.set(this.digest.subarray(0, length), at);
     this.digest.fill(0);

@@ -10,6 +10,7 @@ import {
   checkHkdfLength,
   checkKeyNonce,
   checkMacOutput,
+  checkMessageLength,
   checkOutput,
   checkParts,
 } from './checks';
@@ -101,7 +102,8 @@ function aeadOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: U
 // are copied into scratch buffers that are zeroed before returning. Digests come back as latin1
 // ('binary') strings: a Buffer result costs a backing-store allocation, more than hashing 64 bytes.
 const SHA256_BLOCK = 64;
-const innerScratch = new Uint8Array(SHA256_BLOCK + 4096);
+const MAX_MESSAGE = 4096;
+const innerScratch = new Uint8Array(SHA256_BLOCK + MAX_MESSAGE);
 const outerScratch = new Uint8Array(SHA256_BLOCK + HASH_BYTES);
 
 /** The RFC 2104 pads of `key` (a key longer than the block is hashed first). */
@@ -121,21 +123,28 @@ function pads(key: Uint8Array): { ipad: Uint8Array; opad: Uint8Array } {
 function hmacBinary(ipad: Uint8Array, opad: Uint8Array, parts: readonly Uint8Array[]): string {
   let total = 0;
   for (let i = 0; i < parts.length; i++) total += parts[i]!.length;
-  let inner: string;
-  if (SHA256_BLOCK + total <= innerScratch.length) {
-    innerScratch.set(ipad, 0);
-    let at = SHA256_BLOCK;
-    for (let i = 0; i < parts.length; i++) {
-      innerScratch.set(parts[i]!, at);
-      at += parts[i]!.length;
-    }
-    inner = hash('sha256', innerScratch.subarray(0, at), 'binary');
-    innerScratch.fill(0, 0, SHA256_BLOCK);
-  } else {
+  if (total > MAX_MESSAGE) {
     const h = createHash('sha256').update(ipad);
     for (const part of parts) h.update(part);
-    inner = h.digest('binary');
+    return outerBinary(opad, h.digest('binary'));
   }
+  let at = SHA256_BLOCK;
+  for (let i = 0; i < parts.length; i++) {
+    innerScratch.set(parts[i]!, at);
+    at += parts[i]!.length;
+  }
+  return scratchBinary(ipad, opad, total);
+}
+
+/** HMAC(pads, the `length`-byte message at SHA256_BLOCK in innerScratch). */
+function scratchBinary(ipad: Uint8Array, opad: Uint8Array, length: number): string {
+  innerScratch.set(ipad, 0);
+  const inner = hash('sha256', innerScratch.subarray(0, SHA256_BLOCK + length), 'binary');
+  innerScratch.fill(0, 0, SHA256_BLOCK);
+  return outerBinary(opad, inner);
+}
+
+function outerBinary(opad: Uint8Array, inner: string): string {
   outerScratch.set(opad, 0);
   for (let i = 0; i < HASH_BYTES; i++) outerScratch[SHA256_BLOCK + i] = inner.charCodeAt(i);
   const out = hash('sha256', outerScratch, 'binary');
@@ -166,12 +175,33 @@ class NodeHmacKey implements HmacKey {
     ({ ipad: this.ipad, opad: this.opad } = pads(key));
   }
 
+  get scratch(): Uint8Array {
+    return innerScratch;
+  }
+
+  get messageStart(): number {
+    return SHA256_BLOCK;
+  }
+
+  get maxMessage(): number {
+    return MAX_MESSAGE;
+  }
+
   macInto(parts: readonly Uint8Array[], out: Uint8Array, at: number, length: number): void {
     const op = 'node macInto';
     if (this.destroyed) throw new TypeError(`${op}: the key was destroyed`);
     checkParts(op, parts);
     checkMacOutput(op, out, at, length);
     const mac = hmacBinary(this.ipad, this.opad, parts);
+    for (let i = 0; i < length; i++) out[at + i] = mac.charCodeAt(i);
+  }
+
+  finishInto(messageLength: number, out: Uint8Array, at: number, length: number): void {
+    const op = 'node finishInto';
+    if (this.destroyed) throw new TypeError(`${op}: the key was destroyed`);
+    checkMessageLength(op, messageLength, MAX_MESSAGE);
+    checkMacOutput(op, out, at, length);
+    const mac = scratchBinary(this.ipad, this.opad, messageLength);
     for (let i = 0; i < length; i++) out[at + i] = mac.charCodeAt(i);
   }
 

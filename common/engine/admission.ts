@@ -38,9 +38,9 @@ export function admit<M>(packet: Uint8Array, endpoints: EndpointSet<M>): Admissi
   const tcpr = parseTcp(packet, ip.payloadOffset, ip.payloadLength);
   if (!tcpr.ok) return touches(endpoints, ip) ? DROP_MALFORMED_TCP : PASS_MALFORMED_TCP;
   const tcp = tcpr.value;
-  const to = endpoints.match(ip.dst, tcp.dstPort);
+  const to = endpoints.matchAt(packet, ip.dstOffset, ip.addressLength, tcp.dstPort);
   if (to !== undefined) return { kind: 'to', ip, tcp, meta: to.meta };
-  const from = endpoints.match(ip.src, tcp.srcPort);
+  const from = endpoints.matchAt(packet, ip.srcOffset, ip.addressLength, tcp.srcPort);
   if (from !== undefined) return { kind: 'from', ip, tcp, meta: from.meta };
   return PASS;
 }

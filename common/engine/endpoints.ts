@@ -1,6 +1,6 @@
 // Sets of protected endpoints (address or CIDR range, and port), looked up on every packet.
 // A port prefilter answers "no" for unrelated traffic before any address is compared.
-import { type Cidr, cidrContains, parseCidr } from '../protocol/cidr';
+import { type Cidr, parseCidr } from '../protocol/cidr';
 
 export interface EndpointRule<M> {
   /** An address or CIDR range, e.g. "10.0.0.5", "10.0.0.0/24", "fd00::/64". */
@@ -26,20 +26,37 @@ export class EndpointSet<M> {
 
   /** The rule covering (addr, port), if any. */
   match(addr: Uint8Array, port: number): EndpointRule<M> | undefined {
+    return this.matchAt(addr, 0, addr.length, port);
+  }
+
+  /** match() for the address bytes[at, at + length) (4 or 16 bytes), read in place: no view per packet. */
+  matchAt(bytes: Uint8Array, at: number, length: number, port: number): EndpointRule<M> | undefined {
     const list = this.byPort.get(port);
     if (list === undefined) return undefined;
-    for (const rule of list) if (cidrContains(rule.cidr, addr)) return rule;
+    for (let i = 0; i < list.length; i++) if (containsAt(list[i]!.cidr, bytes, at, length)) return list[i];
     return undefined;
   }
 
   /** Whether any rule covers this address on any port (used for fragments, which carry no ports). */
   coversAddress(addr: Uint8Array): boolean {
-    return this.networks.some((c) => cidrContains(c, addr));
+    return this.networks.some((c) => containsAt(c, addr, 0, addr.length));
   }
 
   get size(): number {
     return this.networks.length;
   }
+}
+
+/** cidrContains (protocol/cidr.ts) for an address at an offset: same family only, prefix bits equal. */
+function containsAt(cidr: Cidr, bytes: Uint8Array, at: number, length: number): boolean {
+  const network = cidr.network;
+  if (length !== network.length || at < 0 || at + length > bytes.length) return false;
+  const full = cidr.prefix >> 3;
+  for (let i = 0; i < full; i++) if (bytes[at + i] !== network[i]) return false;
+  const rest = cidr.prefix & 7;
+  if (rest === 0) return true;
+  const mask = (0xff << (8 - rest)) & 0xff;
+  return ((bytes[at + full] as number) & mask) === network[full];
 }
 
 /** Parses "ADDR:PORT", "[V6ADDR]:PORT" or "CIDR:PORT"; the error names the text. */

@@ -70,12 +70,13 @@ export class FlowCipher {
     return this.directions[dir];
   }
 
-  private locate(dir: Direction, tcp: TcpView, stream: StreamOffset | null = this.streams[dir]): Result<{ stream: StreamOffset; offset: number }, CipherError> {
-    if (stream === null) return err('no-server-isn');
+  /** The stream offset of the segment's sequence number, or why it has none (no allocation). */
+  private locate(tcp: TcpView, stream: StreamOffset | null): number | CipherError {
+    if (stream === null) return 'no-server-isn';
     const offset = stream.offsetOf(tcp.seq);
     const seqLen = tcp.payloadEnd - tcp.payloadStart + 2; // + SYN + FIN at most
-    if (offset < 0 || offset + seqLen > MAX_STREAM_OFFSET) return err('offset-out-of-range');
-    return ok({ stream, offset });
+    if (offset < 0 || offset + seqLen > MAX_STREAM_OFFSET) return 'offset-out-of-range';
+    return offset;
   }
 
   /** Records what an accepted segment of direction `dir` tells about both streams. */
@@ -93,9 +94,9 @@ export class FlowCipher {
 
   /** Encrypts and tags a segment travelling in `dir` (from this side's plaintext host). */
   protect(dir: Direction, packet: Uint8Array, ip: IpView, tcp: TcpView): Result<SegmentOutcome, CipherError> {
-    const where = this.locate(dir, tcp);
-    if (!where.ok) return where;
-    const { stream, offset } = where.value;
+    const stream = this.streams[dir];
+    const offset = this.locate(tcp, stream);
+    if (typeof offset !== 'number') return err(offset);
     const syn = (tcp.flags & TCP_FLAGS.SYN) !== 0;
     const payloadOffset = offset + (syn ? 1 : 0);
     const payloadLength = tcp.payloadEnd - tcp.payloadStart;
@@ -112,7 +113,7 @@ export class FlowCipher {
       stripPayload: strippedPayload,
     });
     if (!out.ok) return out;
-    this.accept(dir, tcp, stream, offset);
+    this.accept(dir, tcp, stream as StreamOffset, offset);
     return ok({ packet: out.value, fin: (tcp.flags & TCP_FLAGS.FIN) !== 0, rst: (tcp.flags & TCP_FLAGS.RST) !== 0, strippedPayload });
   }
 
@@ -124,14 +125,14 @@ export class FlowCipher {
   unprotect(dir: Direction, packet: Uint8Array, ip: IpView, tcp: TcpView): Result<SegmentOutcome, CipherError> {
     const known = this.streams[dir];
     const tentative = known === null && tcp.flags & (TCP_FLAGS.SYN | TCP_FLAGS.RST) ? new StreamOffset(tcp.seq) : null;
-    const where = this.locate(dir, tcp, known ?? tentative);
-    if (!where.ok) return where;
-    const { stream, offset } = where.value;
+    const stream = known ?? tentative;
+    const offset = this.locate(tcp, stream);
+    if (typeof offset !== 'number') return err(offset);
     const syn = (tcp.flags & TCP_FLAGS.SYN) !== 0;
     const out = unprotectSegment(this.directionKeys(dir), this.option, packet, ip, tcp, offset, offset + (syn ? 1 : 0));
     if (!out.ok) return out;
     if (tentative !== null) this.streams[dir] = tentative;
-    this.accept(dir, tcp, stream, offset);
+    this.accept(dir, tcp, stream as StreamOffset, offset);
     return ok({ packet: out.value, fin: (tcp.flags & TCP_FLAGS.FIN) !== 0, rst: (tcp.flags & TCP_FLAGS.RST) !== 0, strippedPayload: false });
   }
 

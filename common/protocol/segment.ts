@@ -52,7 +52,7 @@ const expectedTag = new Uint8Array(TAG_LEN);
  * Writes the CG1 tag of the TCP segment whose header is bytes[tcpStart, +headerLength), whose
  * tag bytes sit at `tagAt` (absolute; treated as zero) and whose payload is payload[payloadStart,
  * payloadEnd), to out[outAt, +12). The MAC input is u64be(offset) || header with ports, checksum
- * and tag zeroed || payload.
+ * and tag zeroed || payload, assembled straight in the MAC's scratch where it fits.
  */
 export function tagInto(
   mac: HmacKey,
@@ -67,23 +67,34 @@ export function tagInto(
   out: Uint8Array,
   outAt: number,
 ): void {
+  const payloadLength = payloadEnd - payloadStart;
+  const prefixLength = OFFSET_BYTES + headerLength;
+  const inScratch = prefixLength + payloadLength <= mac.maxMessage;
+  const m = inScratch ? mac.scratch : macPrefix;
+  const at = inScratch ? mac.messageStart : 0;
   const hi = Math.floor(offset / 0x1_0000_0000);
   const lo = offset >>> 0;
-  macPrefix[0] = hi >>> 24;
-  macPrefix[1] = hi >>> 16;
-  macPrefix[2] = hi >>> 8;
-  macPrefix[3] = hi;
-  macPrefix[4] = lo >>> 24;
-  macPrefix[5] = lo >>> 16;
-  macPrefix[6] = lo >>> 8;
-  macPrefix[7] = lo;
-  copyBytes(bytes, tcpStart, macPrefix, OFFSET_BYTES, headerLength);
-  const h = OFFSET_BYTES;
+  m[at] = hi >>> 24;
+  m[at + 1] = hi >>> 16;
+  m[at + 2] = hi >>> 8;
+  m[at + 3] = hi;
+  m[at + 4] = lo >>> 24;
+  m[at + 5] = lo >>> 16;
+  m[at + 6] = lo >>> 8;
+  m[at + 7] = lo;
+  const h = at + OFFSET_BYTES;
+  copyBytes(bytes, tcpStart, m, h, headerLength);
   // ports: NAT may rewrite them; the key already names the flow
-  macPrefix[h] = macPrefix[h + 1] = macPrefix[h + 2] = macPrefix[h + 3] = 0;
-  macPrefix[h + 16] = macPrefix[h + 17] = 0; // checksum
-  macPrefix.fill(0, h + tagAt - tcpStart, h + tagAt - tcpStart + TAG_LEN);
-  mac.macInto([macPrefix.subarray(0, h + headerLength), payload.subarray(payloadStart, payloadEnd)], out, outAt, TAG_LEN);
+  m[h] = m[h + 1] = m[h + 2] = m[h + 3] = 0;
+  m[h + 16] = m[h + 17] = 0; // checksum
+  const tagIn = h + tagAt - tcpStart;
+  for (let i = 0; i < TAG_LEN; i++) m[tagIn + i] = 0;
+  if (inScratch) {
+    copyBytes(payload, payloadStart, m, h + headerLength, payloadLength);
+    mac.finishInto(prefixLength + payloadLength, out, outAt, TAG_LEN);
+  } else {
+    mac.macInto([macPrefix.subarray(0, prefixLength), payload.subarray(payloadStart, payloadEnd)], out, outAt, TAG_LEN);
+  }
 }
 
 /** Where the SACK option sits in an options list, if anywhere. */
@@ -207,10 +218,12 @@ export function protectSegment(keys: DirectionKeys, cfg: OptionConfig, input: Pr
   const tcpStart = ip.headerLength;
   const optionsAt = tcpStart + TCP_FIXED_HEADER;
   prepareKeystream(keys.keystream, input.payloadOffset, payloadLength, optionsAt + optionsLength);
-  const begun = beginTcpRewrite(packet, ip, tcp, optionsLength, payloadLength, allocLinedUp);
+  // The segment's own options usually stay as they are, copied along with the headers.
+  const kept = existing === packet ? existingLength : 0;
+  const begun = beginTcpRewrite(packet, ip, tcp, optionsLength, payloadLength, allocLinedUp, kept);
   if (!begun.ok) return err('no-option-space');
   const out = begun.value;
-  copyBytes(existing, existingStart, out, optionsAt, existingLength);
+  if (kept === 0) copyBytes(existing, existingStart, out, optionsAt, existingLength);
   const tagOptionAt = optionsAt + existingLength;
   copyBytes(tagOption.bytes, 0, out, tagOptionAt, TAG_OPTION_LEN);
   out.fill(0, tagOptionAt + TAG_OPTION_LEN, optionsAt + optionsLength); // EOL padding
@@ -249,10 +262,9 @@ export function unprotectSegment(
   const payloadLength = tcp.payloadEnd - tcp.payloadStart;
   const optionsAt = ip.headerLength + TCP_FIXED_HEADER;
   prepareKeystream(keys.keystream, payloadOffset, payloadLength, optionsAt + optionsLength);
-  const begun = beginTcpRewrite(packet, ip, tcp, optionsLength, payloadLength, allocLinedUp);
+  const begun = beginTcpRewrite(packet, ip, tcp, optionsLength, payloadLength, allocLinedUp, beforeLength);
   if (!begun.ok) return err('bad-options');
   const out = begun.value;
-  copyBytes(packet, tcp.optionsStart, out, optionsAt, beforeLength);
   copyBytes(packet, afterStart, out, optionsAt + beforeLength, afterLength);
   out.fill(0, optionsAt + beforeLength + afterLength, optionsAt + optionsLength); // EOL padding
   const payloadSum = xorPayload(keys.keystream, payloadOffset, packet, tcp.payloadStart, payloadLength, out, optionsAt + optionsLength);

@@ -208,8 +208,9 @@ export function rewriteTcp(packet: Uint8Array, ip: IpView, tcp: TcpView, change:
  * The first half of a rewrite, for callers that write the new options and payload straight into
  * place: a new packet of the right size (from `alloc`) holding the IP header as rewriteTcp
  * leaves it and the TCP fixed header with the data offset set for `optionsLength` option bytes
- * and a zero checksum. The caller fills the options at ip.headerLength + 20 and the payload right
- * after them, then calls finishTcpRewrite. Errors as rewriteTcp.
+ * and a zero checksum, followed by the first `keptOptions` bytes of the old options (copied with
+ * the headers in one go). The caller fills the rest of the options and the payload right after
+ * them, then calls finishTcpRewrite. Errors as rewriteTcp.
  */
 export function beginTcpRewrite(
   packet: Uint8Array,
@@ -218,7 +219,11 @@ export function beginTcpRewrite(
   optionsLength: number,
   payloadLength: number,
   alloc: (length: number) => Uint8Array = (n) => new Uint8Array(n),
+  keptOptions = 0,
 ): Result<Uint8Array, WireError> {
+  if (keptOptions < 0 || keptOptions > optionsLength || tcp.optionsStart + keptOptions > tcp.optionsEnd) {
+    return err(wireError('tcp-options', 'bad-option', `cannot keep ${keptOptions} of ${tcp.optionsEnd - tcp.optionsStart} option bytes in ${optionsLength}`));
+  }
   const layer = ip.version === 4 ? 'ipv4' : 'ipv6';
   if (ip.bytes !== packet || tcp.bytes !== packet || tcp.offset !== ip.payloadOffset) {
     return err(wireError('tcp', 'unsupported', 'ip/tcp views do not view this packet'));
@@ -235,8 +240,8 @@ export function beginTcpRewrite(
     return err(wireError(layer, 'bad-length', `rewritten packet of ${total} bytes is too long`));
   }
   const out = alloc(total);
-  copyBytes(packet, ip.offset, out, 0, ipHeader);
-  copyBytes(packet, tcp.offset, out, ipHeader, TCP_HEADER_MIN);
+  // The IP header, the TCP header and the kept options are contiguous in both packets.
+  copyBytes(packet, ip.offset, out, 0, ipHeader + TCP_HEADER_MIN + keptOptions);
   out[ipHeader + 12] = ((tcpHeader / 4) << 4) | (packet[tcp.offset + 12]! & 0x0f);
   out[ipHeader + 16] = 0;
   out[ipHeader + 17] = 0;
@@ -265,9 +270,9 @@ export function finishTcpRewrite(out: Uint8Array, ip: IpView, payloadSum?: numbe
   write16(out, tcpStart + 16, checksum);
 }
 
-/** Copies n bytes; short runs (headers) by hand, which beats creating two views for set(). */
+/** Copies n bytes; short runs (fixed headers) by hand, which beats creating a view for set(). */
 export function copyBytes(src: Uint8Array, from: number, dst: Uint8Array, to: number, n: number): void {
-  if (n > 64) {
+  if (n > 24) {
     dst.set(src.subarray(from, from + n), to);
     return;
   }

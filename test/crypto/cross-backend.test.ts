@@ -74,6 +74,16 @@ test('a prepared HMAC key gives the same MAC as hmacSha256, truncated anywhere, 
         expect(toHex(out.subarray(at, at + length))).toBe(want);
         expect(toHex(out.subarray(0, at))).toBe('aa'.repeat(at)); // nothing written outside
         expect(toHex(out.subarray(at + length))).toBe('aaaaaa');
+        // The same message assembled in the key's scratch.
+        const message = Buffer.concat(ps);
+        if (message.length <= prepared.maxMessage) {
+          prepared.scratch.set(message, prepared.messageStart);
+          const inPlace = new Uint8Array(length);
+          prepared.finishInto(message.length, inPlace, 0, length);
+          expect(toHex(inPlace)).toBe(want);
+        } else {
+          expect(() => prepared.finishInto(message.length, new Uint8Array(32), 0, length)).toThrow(RangeError);
+        }
       }
     }),
     { numRuns: 150 },

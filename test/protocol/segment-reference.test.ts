@@ -169,8 +169,10 @@ const segmentArb = fc
     ipExtra: fc.integer({ min: 0, max: 3 }),
     shift: fc.integer({ min: 0, max: 7 }),
     extra: fc.constantFrom('none', 'foreign', 'tag', 'bad-length'),
+    // Now and then a jumbo payload: past the MAC scratch (4 KiB) and the packet pool's 8 KiB.
+    big: fc.option(fc.integer({ min: 3990, max: 9100 }), { nil: null, freq: 8 }),
   })
-  .map(({ repr, linux, ipExtra, shift, extra }) => {
+  .map(({ repr, linux, ipExtra, shift, extra, big }) => {
     let options = repr.tcp.options;
     if (linux !== null) {
       const [ts, blocks] = linux;
@@ -186,7 +188,8 @@ const segmentArb = fc
       'bad-length': Uint8Array.of(0x43, 0x47, 9, 9),
     }[extra];
     if (added !== null && emitTcpOptions(options).length + added.length + 2 <= 40) options = [{ kind: 253, data: added }, ...options];
-    const emitted = emitIpTcp({ ip: repr.ip, tcp: { ...repr.tcp, options } });
+    const payload = big === null ? repr.tcp.payload : Uint8Array.from({ length: big }, (_, i) => i * 7);
+    const emitted = emitIpTcp({ ip: repr.ip, tcp: { ...repr.tcp, options, payload } });
     if (!emitted.ok) return null;
     return shifted(withIpExtras(emitted.value, ipExtra), shift);
   })
