@@ -6,7 +6,8 @@
 //   1. Frame/decoder errors -> ISSUE_ERROR with kdcErrorCodeFor(error) (version or malformed),
 //      requestId = the first 16 body bytes if present, else zeros; then close.
 //   2. Idempotency and replay, keyed by requestId. Either look up first (cache.get(requestId)
-//      -> same digest (requestDigest(raw)): resend the stored message unchanged; different
+//      -> same digest (requestDigest(raw); authenticatedDigest(raw) for a request that passed
+//      the authenticator, as kdc/service.ts uses): resend the stored message unchanged; different
 //      digest: ISSUE_ERROR replay, without calling issue()), or, as kdc/service.ts does in one
 //      store round trip, call issue() and then put-if-absent { digest, message }: when a record
 //      already exists, answer from it (same digest) or with replay (other digest) and throw the
@@ -27,6 +28,7 @@ import {
   type IssueErrorMsg,
   type IssueRequestMsg,
   type IssueResponseMsg,
+  AUTHENTICATOR_LEN,
   KdcErrorCode,
   KdcType,
   encodeKdcMessage,
@@ -87,6 +89,17 @@ export type IssueOutcome =
 /** Digest of a request frame, for the wrapper's "same requestId, same bytes" test. */
 export function requestDigest(backend: CryptoBackend, raw: Uint8Array): Uint8Array {
   return backend.sha256(raw);
+}
+
+/**
+ * The same test for a request that passed authenticate() (the only ones the wrapper records),
+ * at no cost: its authenticator, HMAC-SHA256 over every byte of the frame but the length
+ * prefix, which those bytes imply. Two authenticated frames with equal authenticators are equal
+ * (else HMAC-SHA256 would have a collision), and each differing frame has its own. A view of
+ * `raw`: 32 bytes.
+ */
+export function authenticatedDigest(raw: Uint8Array): Uint8Array {
+  return raw.subarray(raw.length - AUTHENTICATOR_LEN);
 }
 
 /** The key with `kvno` if it is usable at `now`: the current key unless it has expired, an older one only within its validUntil. */

@@ -22,6 +22,9 @@ export class KdcMetrics {
   readonly auditQueued: Counter;
   readonly auditDropped: Counter;
   readonly auditWriteErrors: Counter;
+  /** What the in-flight gauge reports (the service installs its counter). */
+  inFlightNow: () => number = () => 0;
+  private readonly byResult = new Map<string, Counter.Internal>();
 
   constructor() {
     const registers = [this.registry];
@@ -39,7 +42,16 @@ export class KdcMetrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
       registers,
     });
-    this.inFlight = new Gauge({ name: 'ciphergate_kdc_in_flight', help: 'Requests being worked on', registers });
+    const self = this;
+    this.inFlight = new Gauge({
+      name: 'ciphergate_kdc_in_flight',
+      help: 'Requests being worked on',
+      registers,
+      // Read at scrape time, not set twice per request.
+      collect() {
+        this.set(self.inFlightNow());
+      },
+    });
     this.connections = new Gauge({ name: 'ciphergate_kdc_connections', help: 'Open gateway connections', registers });
     this.connectionsRefused = new Counter({
       name: 'ciphergate_kdc_connections_refused_total',
@@ -77,6 +89,16 @@ export class KdcMetrics {
       registers,
     });
     this.auditWriteErrors = new Counter({ name: 'ciphergate_kdc_audit_write_errors_total', help: 'Failed audit batch writes', registers });
+  }
+
+  /** Counts one answer; the labelled child is looked up once per result, not per request. */
+  answered(result: RequestResult): void {
+    let c = this.byResult.get(result);
+    if (c === undefined) {
+      c = this.requests.labels({ result });
+      this.byResult.set(result, c);
+    }
+    c.inc();
   }
 
   text(): Promise<string> {

@@ -11,7 +11,8 @@
 //      `rate-limited` when the gateway's bucket is empty (peek only: see kdc/rate-limit.ts);
 //   5. issue(): authenticator, skew, address, policy, then the tickets;
 //   6. an authenticated outcome takes a token, and is stored with putIssuedIfAbsent under its
-//      requestId as SHA-256(request) || answer BEFORE it is sent. When a record already exists
+//      requestId as digest || answer BEFORE it is sent (digest: authenticatedDigest() in
+//      kdc/issuer.ts, the request's verified authenticator). When a record already exists
 //      (a retry, possibly to another KDC process), the fresh outcome is thrown away unsent and
 //      the stored answer goes out byte for byte (same digest) or `replay` (other digest): a
 //      retried request never mints a second session key;
@@ -46,7 +47,7 @@ import {
   type ServiceRef,
   authenticate,
   issueAuthenticated,
-  requestDigest,
+  authenticatedDigest,
 } from './issuer';
 import type { KdcMetrics, RequestResult } from './metrics';
 import { TokenBucketLimiter } from './rate-limit';
@@ -338,6 +339,7 @@ export class KdcService {
     // that long plus a ticket lifetime, so no fresh request can be answered twice differently.
     this.idempotencyTtlMs = 2 * this.o.maxSkewMs + this.o.ticketLifetimeMs;
     const m = this.o.metrics;
+    m.inFlightNow = () => this.inFlight;
     m.storeUp.set(1);
     this.health = new StoreHealth(opts.store, this.o.storeDeadlineMs, this.o.storeProbeMs, (up, reason) => {
       m.storeUp.set(up ? 1 : 0);
@@ -387,9 +389,7 @@ export class KdcService {
   }
 
   private async work(m: IssueRequestMsg, raw: Uint8Array, t0: number): Promise<ServiceAnswer> {
-    const metrics = this.o.metrics;
     this.inFlight++;
-    metrics.inFlight.set(this.inFlight);
     let answer: Uint8Array;
     try {
       answer = await this.process(m, raw);
@@ -397,13 +397,12 @@ export class KdcService {
       answer = this.failed(m, e);
     } finally {
       this.inFlight--;
-      metrics.inFlight.set(this.inFlight);
     }
     return this.done(t0, answer);
   }
 
   private done(t0: number, answer: Uint8Array): ServiceAnswer {
-    this.o.metrics.requests.inc({ result: resultOf(answer) });
+    this.o.metrics.answered(resultOf(answer));
     this.o.metrics.latency.observe((performance.now() - t0) / 1000);
     return { answer, close: false };
   }
@@ -496,7 +495,7 @@ export class KdcService {
       record = new Uint8Array(DIGEST_LEN + frame.length);
       record.set(frame, DIGEST_LEN);
     }
-    const digest = requestDigest(this.o.backend, raw);
+    const digest = authenticatedDigest(raw);
     record.set(digest);
     const answer = record.subarray(DIGEST_LEN);
     const put = await this.store('putIssuedIfAbsent', this.o.store.putIssuedIfAbsent(m.requestId, record, this.idempotencyTtlMs));

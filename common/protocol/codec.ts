@@ -58,6 +58,23 @@ export function strBytes(s: string): Uint8Array | null {
   return b.length >= 1 && b.length <= STR_MAX_BYTES ? b : null;
 }
 
+// The same few principal names are written into every KDC answer: keep their UTF-8 bytes
+// (read-only, only ever copied into a writer). Bounded: cleared when full.
+const STR_CACHE_MAX = 1024;
+const strCache = new Map<string, Uint8Array | null>();
+
+function cachedStrBytes(s: string): Uint8Array | null {
+  let b = strCache.get(s);
+  if (b === undefined) {
+    b = strBytes(s);
+    if (s.length <= 64) {
+      if (strCache.size >= STR_CACHE_MAX) strCache.clear();
+      strCache.set(s, b);
+    }
+  }
+  return b;
+}
+
 /** Makes any text a valid `str` (for ERROR reasons): lone surrogates replaced, cut to 255 bytes on a character boundary, '-' if empty. */
 export function fitStr(s: string): string {
   let out = '';
@@ -90,6 +107,8 @@ export function tupleEqual(a: FlowTuple, b: FlowTuple): boolean {
     bytesEqual(a.serverAddr, b.serverAddr)
   );
 }
+
+const EMPTY = new Uint8Array(0);
 
 export class ByteWriter {
   private buf: Uint8Array;
@@ -168,7 +187,7 @@ export class ByteWriter {
 
   /** A `str` field; `s` may be its UTF-8 bytes already (from strBytes, or as decoded). */
   str(s: string | Uint8Array): this {
-    const b = typeof s === 'string' ? strBytes(s) : s;
+    const b = typeof s === 'string' ? cachedStrBytes(s) : s;
     if (b === null || b.length < 1 || b.length > STR_MAX_BYTES) {
       throw new EncodeError(`str must be 1..255 bytes of well-formed UTF-8: ${typeof s === 'string' ? JSON.stringify(s.slice(0, 40)) : `${s.length} bytes`}`);
     }
@@ -218,7 +237,7 @@ export class ByteWriter {
    */
   take(): Uint8Array {
     const out = this.len === this.buf.length ? this.buf : this.buf.slice(0, this.len);
-    this.buf = new Uint8Array(16);
+    this.buf = EMPTY;
     this.len = 0;
     return out;
   }
@@ -243,7 +262,6 @@ export class ByteWriter {
   }
 }
 
-const EMPTY = new Uint8Array(0);
 const ZERO4 = new Uint8Array(4);
 
 export class ByteReader {
