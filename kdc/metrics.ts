@@ -42,14 +42,14 @@ export class KdcMetrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
       registers,
     });
-    const self = this;
+    const inFlightNow = (): number => this.inFlightNow();
     this.inFlight = new Gauge({
       name: 'ciphergate_kdc_in_flight',
       help: 'Requests being worked on',
       registers,
       // Read at scrape time, not set twice per request.
       collect() {
-        this.set(self.inFlightNow());
+        this.set(inFlightNow());
       },
     });
     this.connections = new Gauge({ name: 'ciphergate_kdc_connections', help: 'Open gateway connections', registers });
