@@ -3,7 +3,7 @@
 // process through KdcClient on one pipelined connection.
 //
 // Cases, for each store (a real redis-server on a free loopback port, and the embedded store):
-//   closed-loop  N requests kept in flight (concurrency 1, 16, 64 by default): issues/s and
+//   closed-loop  N requests kept in flight (concurrency 1, 16, 64, 256 by default): issues/s and
 //                latency percentiles;
 //   open-loop    requests sent on a fixed schedule at half the throughput target; latency is
 //                measured from the scheduled send time, so a stall counts in full (no
@@ -23,8 +23,9 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { nodeBackend } from '../common/crypto/node-backend';
 import { systemRandom } from '../common/crypto/random';
-import { decodeKdcMessage, type IssueRequestFields, KDC_ERROR_NAMES, KdcType, type IssueRequestMsg } from '../common/protocol/kdc-messages';
-import { sealIssueRequest } from '../common/protocol/kdc-request-auth';
+import { decodeKdcMessage, encodeIssueResponse, type IssueRequestFields, KDC_ERROR_NAMES, KdcType, type IssueRequestMsg } from '../common/protocol/kdc-messages';
+import { deriveRequestAuthKey, sealIssueRequest } from '../common/protocol/kdc-request-auth';
+import { deriveTicketKey } from '../common/protocol/ticket';
 import { runKdcAdmin } from '../cli/commands/kdc-admin';
 import { KdcClient } from '../kdc/client';
 import { authenticate, issueAuthenticated, type PrincipalRecord } from '../kdc/issuer';
@@ -81,7 +82,7 @@ export interface RedisBaseline {
 export interface KdcBreakdown {
   /** authenticate + issueAuthenticated + encoding, in this process, one core: µs per issue. */
   issueCoreUs: number;
-  /** Of which authenticate(): re-encoding check, HKDF of the request key, HMAC. */
+  /** Of which authenticate(): lookups and the HMAC under the cached request key. */
   authenticateUs: number;
   /** Sealing one request (the gateway's side), µs: what the load generator paid beforehand. */
   sealRequestUs: number;
@@ -102,8 +103,16 @@ export interface KdcBenchResult {
   redisBenchmark: RedisBaseline[];
   breakdown: KdcBreakdown;
   targets: typeof KDC_TARGETS;
-  meets: { issuesPerSecond: boolean | null; p99AtHalfRate: boolean | null };
+  /** Redis (as the targets are stated). */
+  meets: TargetsMet;
+  /** Each store. */
+  meetsByStore: Partial<Record<KdcStoreKind, TargetsMet>>;
   notes: string[];
+}
+
+export interface TargetsMet {
+  issuesPerSecond: boolean | null;
+  p99AtHalfRate: boolean | null;
 }
 
 export interface KdcBenchOptions {
@@ -307,18 +316,23 @@ function redisBenchmark(port: number, clients: number, requests: number): Promis
   });
 }
 
-/** The issuing core alone, on this process's core: authenticate + issue + encode per request. */
+/**
+ * The issuing core alone, on this process's core: authenticate + issue + encode per request, as
+ * the KDC runs it (derived ticket/request keys cached per principal key, requests decoded from
+ * their frames).
+ */
 function measureCore(gw: Lab['gateway']): { issueCoreUs: number; authenticateUs: number; sealRequestUs: number } {
   const n = 5000;
   const t0 = performance.now();
   const frames = sealMany(gw, n);
   const sealRequestUs = ((performance.now() - t0) * 1000) / n;
-  const client: PrincipalRecord = { name: 'alice', keys: [{ kvno: 1, key: new Uint8Array(32).fill(1) }], disabled: false, allowedNets: [], groups: [] };
-  const gateway: PrincipalRecord = { name: gw.principal, keys: [{ kvno: gw.kvno, key: gw.key }], disabled: false, allowedNets: [], groups: [] };
+  const cached = (kvno: number, key: Uint8Array) => ({ kvno, key, ticketKey: deriveTicketKey(nodeBackend, key), requestKey: deriveRequestAuthKey(nodeBackend, key) });
+  const client: PrincipalRecord = { name: 'alice', keys: [cached(1, new Uint8Array(32).fill(1))], disabled: false, allowedNets: [], groups: [] };
+  const gateway: PrincipalRecord = { name: gw.principal, keys: [cached(gw.kvno, gw.key)], disabled: false, allowedNets: [], groups: [] };
   const decoded = frames.map((f) => {
     const d = decodeKdcMessage(f);
     if (!d.ok) throw new Error('bench request does not decode');
-    return { message: d.value.message as IssueRequestMsg, raw: f };
+    return { message: d.value.message as IssueRequestMsg, raw: d.value.frame.raw };
   });
   const base = { now: Date.now(), random: systemRandom, backend: nodeBackend, ticketLifetimeMs: 120_000, policyAllows: () => true };
   const t0a = performance.now();
@@ -330,6 +344,7 @@ function measureCore(gw: Lab['gateway']): { issueCoreUs: number; authenticateUs:
     if (!a.ok) throw new Error('bench request does not authenticate');
     const o = issueAuthenticated(a.value, { ...base, lookupPrincipal: () => client });
     if (!o.ok) throw new Error(`bench request refused: ${o.message.reason}`);
+    encodeIssueResponse(o.message, 32);
   }
   return { issueCoreUs: ((performance.now() - t1) * 1000) / n, authenticateUs, sealRequestUs };
 }
@@ -368,7 +383,7 @@ function defaultCli(): string {
 export async function runKdcBench(options: KdcBenchOptions): Promise<KdcBenchResult> {
   const seconds = options.seconds;
   if (!(seconds > 0)) throw new RangeError(`seconds must be positive, got ${seconds}`);
-  const concurrencies = options.concurrencies ?? [1, 16, 64];
+  const concurrencies = options.concurrencies ?? [1, 16, 64, 256];
   const cli = options.cli ?? defaultCli();
   if (!fs.existsSync(cli) || !cli.endsWith('.js')) throw new Error(`bench kdc runs the KDC as a process from the build: ${cli} not found (run \`npx tsc -p .\` and use dist/cli/ciphergate.js)`);
   const notes: string[] = [];
@@ -444,12 +459,16 @@ export async function runKdcBench(options: KdcBenchOptions): Promise<KdcBenchRes
   } finally {
     await redis?.stop();
   }
-  const redisClosed = cases.filter((c) => c.store === 'redis' && c.mode === 'closed-loop');
-  const redisOpen = cases.find((c) => c.store === 'redis' && c.mode === 'open-loop' && c.targetPerSecond === KDC_TARGETS.issuesPerSecond / 2);
-  const meets = {
-    issuesPerSecond: redisClosed.length ? Math.max(...redisClosed.map((c) => c.issuesPerSecond)) >= KDC_TARGETS.issuesPerSecond : null,
-    p99AtHalfRate: redisOpen ? redisOpen.p99Ms < KDC_TARGETS.p99Ms && Object.keys(redisOpen.refusals).length === 0 : null,
+  const met = (store: KdcStoreKind): TargetsMet => {
+    const closed = cases.filter((c) => c.store === store && c.mode === 'closed-loop');
+    const open = cases.find((c) => c.store === store && c.mode === 'open-loop' && c.targetPerSecond === KDC_TARGETS.issuesPerSecond / 2);
+    return {
+      issuesPerSecond: closed.length ? Math.max(...closed.map((c) => c.issuesPerSecond)) >= KDC_TARGETS.issuesPerSecond : null,
+      p99AtHalfRate: open ? open.p99Ms < KDC_TARGETS.p99Ms && Object.keys(open.refusals).length === 0 : null,
+    };
   };
+  const meets = met('redis');
+  const meetsByStore = Object.fromEntries(stores.map((st) => [st, met(st)]));
   notes.push(...explain(cases, breakdown));
   return {
     bench: 'kdc',
@@ -462,6 +481,7 @@ export async function runKdcBench(options: KdcBenchOptions): Promise<KdcBenchRes
     breakdown,
     targets: KDC_TARGETS,
     meets,
+    meetsByStore,
     notes,
   };
 }
@@ -477,7 +497,7 @@ function explain(cases: readonly KdcCase[], b: KdcBreakdown): string[] {
     out.push(
       `${store}: best ${c.issuesPerSecond}/s at concurrency ${c.concurrency}; the KDC process spent ${cpu ?? '?'} us CPU per issue ` +
         `(${c.kdcCpuShare ?? '?'} cores), of which the issuing core is ${b.issueCoreUs.toFixed(1)} us (authenticate ${b.authenticateUs.toFixed(1)} us; ` +
-        `the rest: session key, two ticket seals with their HKDFs, encoding); the load generator used ${c.clientCpuShare} cores.`,
+        `the rest: session key, two ticket seals under cached ticket keys, encoding); the load generator used ${c.clientCpuShare} cores.`,
     );
     if (c.kdcCpuShare !== null && c.kdcCpuShare > 0.9) out.push(`${store}: the KDC's one event loop is saturated: throughput = 1 / (${cpu} us per issue).`);
   }
@@ -514,8 +534,10 @@ function table(r: KdcBenchResult): string {
     ...r.redisBenchmark.map((x) => `redis-benchmark -t get -c ${x.clients}: ${formatNumber(x.getsPerSecond)} GET/s, p50 ${x.p50Ms} ms, p99 ${x.p99Ms} ms`),
     `issuing core in this process: ${b.issueCoreUs.toFixed(1)} us/issue (authenticate ${b.authenticateUs.toFixed(1)} us); sealing a request: ${b.sealRequestUs.toFixed(1)} us` +
       (b.redisPutP50Us !== null ? `; Redis put-if-absent p50 ${b.redisPutP50Us} us, ${formatNumber(b.redisPutsPerSecond ?? 0)}/s with 64 in flight` : ''),
-    `>= ${formatNumber(r.targets.issuesPerSecond)} issues/s from one KDC process (Redis): ${yes(r.meets.issuesPerSecond)}`,
-    `p99 < ${r.targets.p99Ms} ms at ${formatNumber(r.targets.issuesPerSecond / 2)}/s (Redis, open loop): ${yes(r.meets.p99AtHalfRate)}`,
+    ...Object.entries(r.meetsByStore).flatMap(([store, m]) => [
+      `>= ${formatNumber(r.targets.issuesPerSecond)} issues/s from one KDC process (${store}): ${yes(m.issuesPerSecond)}`,
+      `p99 < ${r.targets.p99Ms} ms at ${formatNumber(r.targets.issuesPerSecond / 2)}/s (${store}, open loop): ${yes(m.p99AtHalfRate)}`,
+    ]),
     ...r.notes,
   ].join('\n');
 }
