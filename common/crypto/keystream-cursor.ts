@@ -31,6 +31,8 @@ interface Slot {
   owner: KeystreamCursor | null;
   /** Used since the clock hand last passed (second chance). */
   recent: boolean;
+  /** Bytes from 0 that may hold keystream: what must be wiped before the slot changes hands. */
+  dirty: number;
 }
 
 const slots: Slot[] = [];
@@ -41,7 +43,7 @@ function acquireSlot(owner: KeystreamCursor): Slot {
   let slot = freeSlots.pop();
   if (slot === undefined && slots.length < PREFETCH_SLOTS) {
     const bytes = new Uint8Array(SLOT_BYTES);
-    slot = { bytes, words: new Int32Array(bytes.buffer), owner: null, recent: false };
+    slot = { bytes, words: new Int32Array(bytes.buffer), owner: null, recent: false, dirty: 0 };
     slots.push(slot);
   }
   while (slot === undefined) {
@@ -50,14 +52,19 @@ function acquireSlot(owner: KeystreamCursor): Slot {
     if (candidate.recent) candidate.recent = false;
     else slot = candidate;
   }
-  slot.bytes.fill(0); // whoever had it (another flow) must not leave keystream behind
+  wipe(slot); // whoever had it (another flow) must not leave keystream behind
   slot.owner = owner;
   slot.recent = true;
   return slot;
 }
 
+function wipe(slot: Slot): void {
+  slot.bytes.fill(0, 0, slot.dirty);
+  slot.dirty = 0;
+}
+
 function releaseSlot(slot: Slot): void {
-  slot.bytes.fill(0);
+  wipe(slot);
   slot.owner = null;
   slot.recent = false;
   freeSlots.push(slot);
@@ -128,6 +135,12 @@ export class KeystreamCursor {
     let slot = this.slot !== null && this.slot.owner === this ? this.slot : null;
     // Without its buffer (never had one, or evicted) the cursor holds no keystream before `next`.
     if (slot === null) this.bufferStart = this.next;
+    // Evicted: more flows are busy than there are buffers. Fetch no further ahead than needed
+    // until this flow keeps a buffer again, or every segment would refill a large buffer.
+    if (slot === null && this.slot !== null) {
+      this.slot = null;
+      this.fill = 0;
+    }
     if (slot !== null && offset >= this.bufferStart && end <= this.next) {
       slot.recent = true;
       return offset - this.bufferStart;
@@ -151,6 +164,7 @@ export class KeystreamCursor {
     if (keep > 0) slot.bytes.copyWithin(0, keepFrom - this.bufferStart, this.next - this.bufferStart);
     const fresh = (this.stream as ChaChaStream).update(zeros.subarray(0, fetch));
     slot.bytes.set(fresh, keep);
+    slot.dirty = Math.max(slot.dirty, keep + fetch);
     fresh.fill(0);
     this.bufferStart = keepFrom;
     this.next += fetch;
