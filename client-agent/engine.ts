@@ -167,7 +167,8 @@ export class AgentEngine {
       // No room for the request: never silently downgrade a required destination.
       return destination.mode === 'require' ? this.refuseClient(ip, tcp, 'no-option-space') : this.pass();
     }
-    const tuple: FlowTuple = { clientAddr: ip.src.slice(), clientPort: tcp.srcPort, serverAddr: ip.dst.slice(), serverPort: tcp.dstPort };
+    // Copies, not views: an adapter may hand us a Buffer it reuses (Buffer#slice is a view).
+    const tuple: FlowTuple = { clientAddr: new Uint8Array(ip.src), clientPort: tcp.srcPort, serverAddr: new Uint8Array(ip.dst), serverPort: tcp.dstPort };
     const created: AgentFlow = {
       key,
       state: 'syn-sent',

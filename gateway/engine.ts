@@ -218,7 +218,8 @@ export class GatewayEngine {
     if (this.table.full) return this.refuseSyn(ip, tcp, 'limit-flows');
     if (this.byConnId.has(request.connId)) return this.refuseSyn(ip, tcp, 'duplicate-conn-id');
 
-    const tuple: FlowTuple = { clientAddr: ip.src.slice(), clientPort: tcp.srcPort, serverAddr: ip.dst.slice(), serverPort: tcp.dstPort };
+    // Copies, not views: an adapter may hand us a Buffer it reuses (Buffer#slice is a view).
+    const tuple: FlowTuple = { clientAddr: new Uint8Array(ip.src), clientPort: tcp.srcPort, serverAddr: new Uint8Array(ip.dst), serverPort: tcp.dstPort };
     const gatewayNonce = this.deps.random(16);
     const hello: KdHello = {
       type: KdType.Hello,
@@ -239,7 +240,7 @@ export class GatewayEngine {
       lastActivity: now,
       deadline: now + this.config.timers.keyingTimeoutMs,
       lingering: false,
-      heldSyn: packet.slice(ip.offset, ip.end),
+      heldSyn: new Uint8Array(packet.subarray(ip.offset, ip.end)),
       releasedSyn: null,
       gatewayNonce,
       hello,
