@@ -50,6 +50,14 @@ export function checkOutput(op: string, input: Uint8Array, output: unknown): ass
   }
 }
 
+/** Every argument of a chacha20Xor call (both backends take the same ones). */
+export function checkChachaXorArgs(op: string, key: unknown, nonce: unknown, counter: number, input: unknown, output: unknown): asserts input is Uint8Array {
+  checkKeyNonce(op, key, nonce);
+  checkBytes(op, 'input', input);
+  checkCounter(op, counter, input.length);
+  if (output !== undefined) checkOutput(op, input, output);
+}
+
 export function checkHkdfLength(op: string, length: number): void {
   if (!Number.isInteger(length) || length < 1 || length > HKDF_MAX_LENGTH) {
     throw new RangeError(`${op}: length must be an integer in [1, ${HKDF_MAX_LENGTH}], got ${length}`);

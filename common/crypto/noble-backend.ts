@@ -11,12 +11,11 @@ import {
   COUNTER_SPACE,
   TAG_BYTES,
   checkBytes,
-  checkCounter,
+  checkChachaXorArgs,
   checkHkdfLength,
   checkKeyNonce,
   checkMacOutput,
   checkMessageLength,
-  checkOutput,
   checkParts,
 } from './checks';
 
@@ -31,10 +30,7 @@ function chacha20Xor(
   output?: Uint8Array,
 ): Uint8Array {
   const op = 'noble chacha20Xor';
-  checkKeyNonce(op, key, nonce);
-  checkBytes(op, 'input', input);
-  checkCounter(op, counter, input.length);
-  if (output !== undefined) checkOutput(op, input, output);
+  checkChachaXorArgs(op, key, nonce, counter, input, output);
   const out = output ?? new Uint8Array(input.length);
   if (input.length === 0) return out;
   const blocks = Math.ceil(input.length / BLOCK_BYTES);

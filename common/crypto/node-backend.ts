@@ -6,12 +6,12 @@ import type { ChaChaStream, CryptoBackend, HmacKey } from './backend';
 import {
   TAG_BYTES,
   checkBytes,
+  checkChachaXorArgs,
   checkCounter,
   checkHkdfLength,
   checkKeyNonce,
   checkMacOutput,
   checkMessageLength,
-  checkOutput,
   checkParts,
 } from './checks';
 
@@ -35,10 +35,7 @@ function chacha20Xor(
   output?: Uint8Array,
 ): Uint8Array {
   const op = 'node chacha20Xor';
-  checkKeyNonce(op, key, nonce);
-  checkBytes(op, 'input', input);
-  checkCounter(op, counter, input.length);
-  if (output !== undefined) checkOutput(op, input, output);
+  checkChachaXorArgs(op, key, nonce, counter, input, output);
   if (input.length === 0) return output ?? new Uint8Array(0);
   ivView.setUint32(0, counter, true);
   iv.set(nonce, 4);
