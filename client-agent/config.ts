@@ -32,7 +32,7 @@ import {
   keyFile,
   versionedKey,
 } from '../common/config/daemon';
-import { readConfigJson } from '../common/config/file';
+import { loadDaemonConfig } from '../common/config/file';
 import { type HostPort, Walker } from '../common/config/walker';
 import type { VersionedKey } from '../common/protocol/ticket';
 import { loadKeyFile } from '../kdc/key-file';
@@ -110,8 +110,7 @@ export function parseAgentConfig(json: unknown, baseDir: string, readKey: ReadKe
 
 /** Reads and validates an agent config file; key files must be mode 0600. */
 export function loadAgentConfig(file: string, env: NodeJS.ProcessEnv = process.env): AgentConfig {
-  const doc = readConfigJson(file);
-  return parseAgentConfig(doc.json, doc.baseDir, loadKeyFile, { where: doc.where, env });
+  return loadDaemonConfig(file, parseAgentConfig, loadKeyFile, env);
 }
 
 /** What the agent engine takes from the config. */

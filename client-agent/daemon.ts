@@ -12,7 +12,7 @@ import { type StatusFigures, registryFromStatus } from '../runtime/engine-metric
 import { KdListener } from '../runtime/kd-transport';
 import { NfqueueDatapath } from '../runtime/nfqueue-datapath';
 import { Steering, agentClosedRules, agentRules } from '../runtime/steering';
-import { type Log, type OpsEndpoints, countBy, serveOps } from '../runtime/daemon-kit';
+import { type Log, type OpsEndpoints, checkFixedOnReload, countBy, serveOps } from '../runtime/daemon-kit';
 import type { Registry } from 'prom-client';
 import { type AgentConfig, toEngineConfig } from './config';
 import { AgentEngine } from './engine';
@@ -74,9 +74,7 @@ export class AgentDaemon {
   }
 
   async reload(next: AgentConfig): Promise<void> {
-    for (const f of ['listen', 'nfqueue', 'control', 'metrics'] as const) {
-      if (JSON.stringify(next[f]) !== JSON.stringify(this.config[f])) throw new Error(`${f} cannot change on reload; restart the agent`);
-    }
+    checkFixedOnReload(this.config, next, ['listen', 'nfqueue', 'control', 'metrics'], 'agent');
     this.engine.reconfigure(toEngineConfig(next));
     await this.steering?.apply(agentRules(next.destinations, { first: next.nfqueue.queue, count: 1 }));
     this.config = next;
@@ -88,9 +86,7 @@ export class AgentDaemon {
     await this.steering
       ?.apply(agentClosedRules(this.config.destinations.map((d) => ({ cidr: d.cidr, port: d.port, refuse: d.meta.mode === 'require' }))))
       .catch((e: unknown) => this.log('error', 'steering-close-failed', { error: (e as Error).message }));
-    this.driver.stop();
-    this.engine.discardAll(this.driver.now());
-    this.engine.takeActions();
+    this.driver.shutdown();
     this.datapath.close();
     await this.listener.closeAll();
     await this.ops?.close();

@@ -35,7 +35,7 @@ import {
   keyFile,
   versionedKey,
 } from '../common/config/daemon';
-import { readConfigJson } from '../common/config/file';
+import { loadDaemonConfig } from '../common/config/file';
 import { type HostPort, Walker, parseHostPort } from '../common/config/walker';
 import type { VersionedKey } from '../common/protocol/ticket';
 import { loadKeyFile } from '../kdc/key-file';
@@ -156,8 +156,7 @@ export function parseGatewayConfig(json: unknown, baseDir: string, readKey: Read
 
 /** Reads and validates a gateway config file; key files must be mode 0600. */
 export function loadGatewayConfig(file: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
-  const doc = readConfigJson(file);
-  return parseGatewayConfig(doc.json, doc.baseDir, loadKeyFile, { where: doc.where, env });
+  return loadDaemonConfig(file, parseGatewayConfig, loadKeyFile, env);
 }
 
 /** What the gateway engine takes from the config. */

@@ -15,7 +15,7 @@ import { type StatusFigures, registryFromStatus } from '../runtime/engine-metric
 import { KdDialer } from '../runtime/kd-transport';
 import { NfqueueDatapath } from '../runtime/nfqueue-datapath';
 import { Steering, gatewayClosedRules, gatewayRules } from '../runtime/steering';
-import { type Log, type OpsEndpoints, countBy, serveOps } from '../runtime/daemon-kit';
+import { type Log, type OpsEndpoints, checkFixedOnReload, countBy, serveOps } from '../runtime/daemon-kit';
 import type { Registry } from 'prom-client';
 import { type GatewayConfig, toEngineConfig } from './config';
 import { GatewayEngine } from './engine';
@@ -107,10 +107,7 @@ export class GatewayDaemon {
 
   /** SIGHUP: services, keys, timers and KDC endpoints from the new config; flows stay. */
   async reload(next: GatewayConfig): Promise<void> {
-    const fixed = ['mode', 'nfqueue', 'bridge', 'control', 'metrics', 'agentPort'] as const;
-    for (const f of fixed) {
-      if (JSON.stringify(next[f]) !== JSON.stringify(this.config[f])) throw new Error(`${f} cannot change on reload; restart the gateway`);
-    }
+    checkFixedOnReload(this.config, next, ['mode', 'nfqueue', 'bridge', 'control', 'metrics', 'agentPort'], 'gateway');
     this.engine.reconfigure(toEngineConfig(next));
     if (this.steering !== null) await this.steering.apply(gatewaySteering(next));
     if (JSON.stringify(next.kdc) !== JSON.stringify(this.config.kdc)) {
@@ -127,9 +124,7 @@ export class GatewayDaemon {
     const until = Date.now() + drainMs;
     while (this.engine.pendingKeyingCount > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     await this.steering?.apply(gatewayClosedSteering(this.config)).catch((e: unknown) => this.o.log('error', 'steering-close-failed', { error: (e as Error).message }));
-    this.driver.stop();
-    this.engine.discardAll(this.driver.now());
-    this.engine.takeActions();
+    this.driver.shutdown();
     this.datapath.close();
     this.dialer.closeAll();
     this.kdc.close();

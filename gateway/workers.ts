@@ -9,7 +9,7 @@
 // started again on the same queue; until then its queue has no reader and its flows are dropped.
 import cluster, { type Worker } from 'node:cluster';
 import { formatHostPort } from '../common/config/walker';
-import { type Log, countBy, runUntilSignalled, serveOps } from '../runtime/daemon-kit';
+import { type Log, checkFixedOnReload, countBy, runUntilSignalled, serveOps } from '../runtime/daemon-kit';
 import { type StatusFigures, registryFromStatus } from '../runtime/engine-metrics';
 import { Steering } from '../runtime/steering';
 import { type GatewayConfig, loadGatewayConfig } from './config';
@@ -115,7 +115,7 @@ export async function runGatewayPrimary(file: string, config: GatewayConfig, log
   await runUntilSignalled(log, {
     reload: async () => {
       const next = loadGatewayConfig(file);
-      if (JSON.stringify(next.nfqueue) !== JSON.stringify(current.nfqueue) || next.mode !== current.mode) throw new Error('mode and nfqueue cannot change on reload; restart the gateway');
+      checkFixedOnReload(current, next, ['mode', 'nfqueue', 'control', 'metrics'], 'gateway');
       await steering.apply(gatewaySteering(next));
       for (const w of workers.values()) w.send({ kind: 'reload' } satisfies ToWorker);
       current = next;

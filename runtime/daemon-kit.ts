@@ -77,6 +77,13 @@ export function runUntilSignalled(log: Log, handlers: { reload(): Promise<void>;
   });
 }
 
+/** SIGHUP cannot change these fields: the error names the first that changed. */
+export function checkFixedOnReload<C>(prev: C, next: C, fields: readonly (keyof C & string)[], role: string): void {
+  for (const f of fields) {
+    if (JSON.stringify(next[f]) !== JSON.stringify(prev[f])) throw new Error(`${f} cannot change on reload; restart the ${role}`);
+  }
+}
+
 /** Counts a list of states into { state: n }. */
 export function countBy<T extends string>(items: readonly { state: T }[]): Record<string, number> {
   const out: Record<string, number> = {};

@@ -11,6 +11,8 @@ export interface LiveEngine {
   handlePacket(packet: Uint8Array, now: number): Verdict;
   takeActions(): SideAction[];
   handleTimer(now: number): void;
+  /** Discards every flow and zeroes its keys. */
+  discardAll(now: number): void;
   handleKdMessage(connId: bigint, message: KdMessage, now: number): void;
   handleKdFailure?(connId: bigint, reason: string): void;
   handleKdcAnswer?(requestId: Uint8Array, answer: KdcAnswer, now: number): void;
@@ -111,6 +113,13 @@ export class EngineDriver {
   stop(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
+  }
+
+  /** The daemon is stopping: no more timers, every flow discarded with its keys, no side actions. */
+  shutdown(): void {
+    this.stop();
+    this.engine.discardAll(this.now());
+    this.engine.takeActions();
   }
 
   private drain(now: number): void {

@@ -80,6 +80,25 @@ class KdLink {
   }
 }
 
+/** Which connection carries each flow's session: the part both ends share. */
+abstract class KdSessions {
+  protected readonly byFlow = new Map<bigint, KdLink>();
+
+  constructor(protected readonly events: KdEvents) {}
+
+  send(connId: bigint, message: KdMessage): void {
+    const link = this.byFlow.get(connId);
+    if (link === undefined || link.closed) return this.events.failure(connId, 'no key-delivery session');
+    link.send(connId, message);
+  }
+
+  /** The flow's session is over; the connection stays for other flows. */
+  close(connId: bigint): void {
+    this.byFlow.get(connId)?.flows.delete(connId);
+    this.byFlow.delete(connId);
+  }
+}
+
 export interface KdDialerOptions {
   connectTimeoutMs: number;
   /** A connection with no traffic for this long is closed. */
@@ -87,15 +106,15 @@ export interface KdDialerOptions {
 }
 
 /** The gateway's side: dials agents, one pooled connection per agent address and port. */
-export class KdDialer {
+export class KdDialer extends KdSessions {
   private readonly links = new Map<string, KdLink>();
-  private readonly byFlow = new Map<bigint, KdLink>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(
-    private readonly events: KdEvents,
+    events: KdEvents,
     private readonly opts: KdDialerOptions,
   ) {
+    super(events);
     this.sweeper = setInterval(() => this.closeIdle(), Math.max(1000, opts.idleMs / 2));
     this.sweeper.unref();
   }
@@ -117,17 +136,7 @@ export class KdDialer {
     link.send(connId, hello);
   }
 
-  send(connId: bigint, message: KdMessage): void {
-    const link = this.byFlow.get(connId);
-    if (link === undefined || link.closed) return this.events.failure(connId, 'no key-delivery session');
-    link.send(connId, message);
-  }
 
-  /** The flow's session is over; the connection stays for other flows. */
-  close(connId: bigint): void {
-    this.byFlow.get(connId)?.flows.delete(connId);
-    this.byFlow.delete(connId);
-  }
 
   get connections(): number {
     return this.links.size;
@@ -159,15 +168,15 @@ export class KdDialer {
 }
 
 /** The agent's side: accepts gateways' connections and answers on the one a flow spoke on. */
-export class KdListener {
+export class KdListener extends KdSessions {
   private readonly server: net.Server;
-  private readonly byFlow = new Map<bigint, KdLink>();
   private readonly links = new Set<KdLink>();
 
   constructor(
-    private readonly events: KdEvents,
+    events: KdEvents,
     private readonly maxConnections = 1024,
   ) {
+    super(events);
     this.server = net.createServer((socket) => this.accept(socket));
   }
 
@@ -206,16 +215,7 @@ export class KdListener {
     });
   }
 
-  send(connId: bigint, message: KdMessage): void {
-    const link = this.byFlow.get(connId);
-    if (link === undefined || link.closed) return this.events.failure(connId, 'no key-delivery session');
-    link.send(connId, message);
-  }
 
-  close(connId: bigint): void {
-    this.byFlow.get(connId)?.flows.delete(connId);
-    this.byFlow.delete(connId);
-  }
 
   get connections(): number {
     return this.links.size;

@@ -32,6 +32,9 @@ export interface ParseOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** A daemon's config parser: JSON, the file's directory, how to read key files, options. */
+export type ParseDaemonConfig<C> = (json: unknown, baseDir: string, readKey: ReadKey, opts: ParseOptions) => C;
+
 /** Fields both daemons have, parsed. */
 export interface DaemonCommon {
   /** Interfaces whose offloads are checked at start-up. */

@@ -2,6 +2,7 @@
 // name the file, so every daemon reports a missing or broken file the same way.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { ParseDaemonConfig, ReadKey } from './daemon';
 import { ConfigError } from './walker';
 
 export interface ConfigDocument {
@@ -26,4 +27,10 @@ export function readConfigJson(file: string): ConfigDocument {
   } catch (e) {
     throw new ConfigError(where, [`not valid JSON: ${(e as Error).message}`]);
   }
+}
+
+/** Reads and validates a daemon config file, reading its key files with `readKey`. */
+export function loadDaemonConfig<C>(file: string, parse: ParseDaemonConfig<C>, readKey: ReadKey, env: NodeJS.ProcessEnv): C {
+  const doc = readConfigJson(file);
+  return parse(doc.json, doc.baseDir, readKey, { where: doc.where, env });
 }

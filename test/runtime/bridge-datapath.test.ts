@@ -74,6 +74,7 @@ class ScriptedEngine implements LiveEngine {
     return a;
   }
   handleTimer(): void {}
+  discardAll(): void {}
   handleKdMessage(): void {}
 }
 
