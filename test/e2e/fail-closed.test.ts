@@ -137,6 +137,17 @@ describeE2E('fail closed (router mode)', () => {
     await works();
   }, 90_000);
 
+  test('gateway stopped (SIGTERM): its guard rules refuse within 2 s, nothing crosses', async () => {
+    await lab.stop('gateway');
+    try {
+      const r = await refusedAttempt('gateway');
+      expect(r.serverSyns).toBe(0);
+    } finally {
+      await lab.startGateway();
+    }
+    await works();
+  }, 90_000);
+
   test('Redis (the KDC store) stopped: refused within 2 s, nothing crosses', async () => {
     await lab.stop('redis');
     // Past the staleness bound, the KDC must read the store, which is gone.

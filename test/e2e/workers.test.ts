@@ -1,0 +1,36 @@
+// The gateway on both cores (DESIGN section 5: processes, never worker threads): with
+// nfqueue.workers 2 a primary forks one worker process per queue. Connections still key and
+// carry data, the merged status counts every flow and lists both workers, and a SIGTERM to
+// the primary leaves guard rules that refuse at once (fail closed, rule 7).
+import type { CiphergateLab } from '../../lab/topology';
+import { counter, daemonStatus, describeE2E, expectDaemonsUp, timedCurl, upLab, url } from './helpers';
+
+describeE2E('gateway with two worker processes (router mode)', () => {
+  let lab: CiphergateLab;
+
+  beforeAll(async () => {
+    lab = await upLab('workers', { mode: 'router', gatewayWorkers: 2 });
+  }, 120_000);
+
+  afterAll(async () => {
+    await lab?.down();
+  }, 60_000);
+
+  test('concurrent connections all complete; the merged status counts them and lists both workers', async () => {
+    const before = await daemonStatus(lab, 'gateway');
+    const n = 60;
+    const r = await lab.client$('sh', ['-c', `seq ${n} | xargs -P 20 -I{} curl -s -m 10 -o /dev/null -w '%{http_code}\\n' ${url(lab.server.v4, 80, '/')} | sort | uniq -c`]);
+    expect(r.stdout.trim()).toBe(`${n} 200`);
+    const after = await daemonStatus(lab, 'gateway');
+    expect((after as unknown as { workers: number[] }).workers).toHaveLength(2);
+    expect(counter(after, 'flows-established') - counter(before, 'flows-established')).toBe(n);
+    expectDaemonsUp(lab);
+  }, 120_000);
+
+  test('SIGTERM to the primary: a protected connection is refused within 2 s', async () => {
+    await lab.stop('gateway');
+    const attempt = await timedCurl(lab, url(lab.server.v4, 80, '/'), [], 8);
+    expect([7, 56]).toContain(attempt.code);
+    expect(attempt.ms).toBeLessThan(2000);
+  }, 60_000);
+});
