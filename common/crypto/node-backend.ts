@@ -3,6 +3,7 @@
 // around it avoids extra copies and allocations.
 import { createCipheriv, createDecipheriv, createHash, createHmac, hash } from 'node:crypto';
 import type { ChaChaStream, CryptoBackend, HmacKey } from './backend';
+import { nativeAead } from './native-aead';
 import {
   TAG_BYTES,
   checkBytes,
@@ -64,9 +65,13 @@ function aeadSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad
   checkKeyNonce(op, key, nonce);
   checkBytes(op, 'plaintext', plaintext);
   checkBytes(op, 'aad', aad);
+  const sealed = new Uint8Array(plaintext.length + TAG_BYTES);
+  if (nativeAead !== null) {
+    nativeAead.seal(key, nonce, plaintext, aad, sealed);
+    return sealed;
+  }
   const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_BYTES });
   cipher.setAAD(aad, { plaintextLength: plaintext.length });
-  const sealed = new Uint8Array(plaintext.length + TAG_BYTES);
   sealed.set(cipher.update(plaintext));
   cipher.final();
   sealed.set(cipher.getAuthTag(), plaintext.length);
@@ -81,6 +86,10 @@ function aeadOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: U
   // Too short to hold a tag cannot authenticate: that is hostile input, not a programming error.
   if (sealed.length < TAG_BYTES) return null;
   const textLength = sealed.length - TAG_BYTES;
+  if (nativeAead !== null) {
+    const plaintext = new Uint8Array(textLength);
+    return nativeAead.open(key, nonce, sealed, aad, plaintext) ? plaintext : null;
+  }
   const decipher = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_BYTES });
   decipher.setAuthTag(sealed.subarray(textLength));
   decipher.setAAD(aad, { plaintextLength: textLength });
