@@ -12,7 +12,7 @@
 // - drain(): stop accepting, stop reading, answer what is in flight, close (SIGTERM).
 import { randomFillSync } from 'node:crypto';
 import * as net from 'node:net';
-import { FrameDecoder } from '../common/protocol/framing';
+import { type Frame, FrameDecoder } from '../common/protocol/framing';
 import { KDC_FRAME_MAX_LENGTH, writeCoalesced } from './client';
 import { getBackend } from '../common/crypto';
 import { type RandomSource, systemRandom } from '../common/crypto/random';
@@ -41,11 +41,26 @@ export interface KdcTcpServerOptions {
   writeHighWaterMark?: number;
 }
 
+/**
+ * Frames handled per turn of the event loop before the rest of a read waits for the next turn.
+ * A read can hold hundreds of pipelined requests; handling them all at once would hold their
+ * store writes and answers (and every other connection) until the last is sealed. In slices,
+ * the store works on one slice's writes while the next is sealed, and answers leave sooner.
+ */
+const FRAMES_PER_TURN = 32;
+
 interface Conn {
   socket: net.Socket;
   decoder: FrameDecoder;
+  /** Frames read but not yet handled (counted in pending). */
+  backlog: Frame[];
+  /** A turn is scheduled to handle the backlog. */
+  scheduled: boolean;
+  /** Requests read and not yet answered. */
   pending: number;
   closing: boolean;
+  /** A frame did not decode: nothing after it is handled. */
+  refusing: boolean;
   paused: boolean;
   peer: string;
 }
@@ -116,7 +131,7 @@ export class KdcTcpServer {
       socket.destroy();
       return;
     }
-    const c: Conn = { socket, decoder: new FrameDecoder({ maxLength: this.o.maxFrameLength }), pending: 0, closing: false, paused: false, peer };
+    const c: Conn = { socket, decoder: new FrameDecoder({ maxLength: this.o.maxFrameLength }), backlog: [], scheduled: false, pending: 0, closing: false, refusing: false, paused: false, peer };
     this.conns.add(c);
     this.metrics.connections.set(this.conns.size);
     socket.setTimeout(this.o.idleTimeoutMs);
@@ -147,9 +162,22 @@ export class KdcTcpServer {
       this.reply(c, this.service.frameError(r.error, null));
       return;
     }
-    for (const frame of r.value) {
-      if (c.closing) break; // a frame before this one did not decode: nothing after it counts
-      c.pending++;
+    for (const frame of r.value) c.backlog.push(frame);
+    c.pending += r.value.length;
+    if (!c.scheduled) this.handleBacklog(c);
+  }
+
+  /** Handles up to FRAMES_PER_TURN frames of the backlog, then yields if more are waiting. */
+  private handleBacklog(c: Conn): void {
+    c.scheduled = false;
+    const n = Math.min(c.backlog.length, FRAMES_PER_TURN);
+    const slice = c.backlog.splice(0, n);
+    for (const frame of slice) {
+      if (c.refusing || c.socket.destroyed) {
+        // A frame before this one did not decode: nothing after it counts.
+        c.pending--;
+        continue;
+      }
       const a = this.service.handleFrame(frame);
       if (a instanceof Promise) {
         a.then(
@@ -164,14 +192,24 @@ export class KdcTcpServer {
         this.reply(c, a, true);
       }
     }
+    if (c.refusing) {
+      c.pending -= c.backlog.length;
+      c.backlog.length = 0;
+      if (c.pending === 0 && !c.socket.destroyed) c.socket.end();
+    }
+    if (c.backlog.length > 0) {
+      c.scheduled = true;
+      setImmediate(() => this.handleBacklog(c));
+    }
     this.maybePause(c);
   }
 
   private reply(c: Conn, a: { answer: Uint8Array | null; close: boolean }, counted = false): void {
     if (counted) c.pending--;
     if (c.socket.destroyed) return;
-    if (a.close && !c.closing) {
+    if (a.close && !c.refusing) {
       this.metrics.connectionsRefused.inc({ reason: 'malformed' });
+      c.refusing = true;
       c.closing = true;
     }
     if (a.answer !== null) writeCoalesced(c.socket, a.answer);

@@ -138,7 +138,8 @@ function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 interface Pending {
   at: number;
   settled: boolean;
-  expire(): void;
+  /** Rejects with Deadline; dropped once settled, so the slot does not keep the request's promise and answer alive until the sweep (a slot waits up to `ms` in the queue). */
+  expire: (() => void) | null;
 }
 
 /**
@@ -174,11 +175,13 @@ export class DeadlineQueue {
         (v) => {
           if (slot.settled) return;
           slot.settled = true;
+          slot.expire = null;
           resolve(v);
         },
         (e: unknown) => {
           if (slot.settled) return;
           slot.settled = true;
+          slot.expire = null;
           onError(e);
           reject(e);
         },
@@ -198,7 +201,9 @@ export class DeadlineQueue {
       if (!slot.settled && slot.at > now) break;
       if (!slot.settled) {
         slot.settled = true;
-        slot.expire();
+        const expire = slot.expire;
+        slot.expire = null;
+        expire?.();
       }
       this.head++;
     }
