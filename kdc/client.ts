@@ -95,6 +95,8 @@ function describeSocketError(e: NodeJS.ErrnoException): string {
       return 'connection refused';
     case 'ECONNRESET':
       return 'connection reset';
+    case 'EPIPE': // written to after the KDC closed its end (it died between our writes)
+      return 'connection closed by the KDC';
     case 'EHOSTUNREACH':
       return 'host unreachable';
     case 'ENETUNREACH':

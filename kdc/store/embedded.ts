@@ -180,12 +180,7 @@ class FileLock {
     let holder = '';
     for (;;) {
       try {
-        const fd = fs.openSync(this.file, 'wx', 0o600);
-        try {
-          fs.writeSync(fd, token);
-        } finally {
-          fs.closeSync(fd);
-        }
+        this.create(token);
         this.token = token;
         return;
       } catch (e) {
@@ -203,6 +198,21 @@ class FileLock {
       }
       await sleep(delay);
       delay = Math.min(delay * 2, 20);
+    }
+  }
+
+  /**
+   * Creates the lock file with `token` in it in one step: written under a private name, then
+   * hard-linked to the lock's name (EEXIST when held). A holder killed at any point leaves either
+   * no lock or one that names it, never an empty one that others must wait out.
+   */
+  private create(token: string): void {
+    const tmp = `${this.file}.new-${process.pid}-${randomBytes(4).toString('hex')}`;
+    fs.writeFileSync(tmp, token, { mode: 0o600 });
+    try {
+      fs.linkSync(tmp, this.file);
+    } finally {
+      fs.rmSync(tmp, { force: true });
     }
   }
 
