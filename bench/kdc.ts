@@ -15,7 +15,7 @@
 //
 // Every request is unique (fresh requestId and nonces), sealed before its case starts, so
 // neither the idempotency path nor request sealing is in the timed loop.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -30,6 +30,7 @@ import { runKdcAdmin } from '../cli/commands/kdc-admin';
 import { KdcClient } from '../kdc/client';
 import { authenticate, issueAuthenticated, type PrincipalRecord } from '../kdc/issuer';
 import { loadKeyFile } from '../kdc/key-file';
+import { pooledRandom } from '../kdc/server';
 import { RedisKdcStore } from '../kdc/store/redis';
 import { freePort, redisAvailable, startRedisStandalone, type RedisStandalone } from '../test/helpers/redis';
 import { formatNumber, formatTable, machineInfo, writeResult } from './report';
@@ -123,6 +124,11 @@ export interface KdcBenchOptions {
   cli?: string;
   /** Extra node flags for the KDC process (e.g. --cpu-prof), for profiling. */
   kdcNodeArgs?: readonly string[];
+  /**
+   * Pin the KDC to a core of its own and the load generator and Redis to the rest (default off:
+   * on this 2-vCPU VM it made no steady difference, as the vCPUs are themselves time-shared).
+   */
+  pin?: boolean;
   onCase?: (what: string) => void;
 }
 
@@ -208,8 +214,10 @@ function sealMany(gw: Lab['gateway'], n: number): Uint8Array[] {
   return out;
 }
 
-async function startKdcProcess(cli: string, lab: Lab, httpPort: number, nodeArgs: readonly string[]): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [...nodeArgs, cli, 'kdc', '--config', lab.config, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+async function startKdcProcess(cli: string, lab: Lab, httpPort: number, nodeArgs: readonly string[], pin: CpuPlan | null): Promise<ChildProcess> {
+  const argv = [...nodeArgs, cli, 'kdc', '--config', lab.config, '--log-level', 'warn'];
+  // taskset execs node in place, so child.pid is the KDC's pid.
+  const child = pin === null ? spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn('taskset', ['-c', pin.kdc, process.execPath, ...argv], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
   const deadline = Date.now() + 15_000;
@@ -227,6 +235,34 @@ async function startKdcProcess(cli: string, lab: Lab, httpPort: number, nodeArgs
     }
     await sleep(50);
   }
+}
+
+/**
+ * Where the processes run: the KDC on a core of its own, the load generator and redis-server on
+ * the others, as on a real deployment where the KDC has its host to itself. Without this, on a
+ * 2-core machine the scheduler time-slices the KDC against its own load generator and every
+ * preemption (a few ms) lands in the latency figures. null when taskset or a second core is missing.
+ */
+export interface CpuPlan {
+  kdc: string;
+  rest: string;
+  all: string;
+}
+
+function cpuPlan(): CpuPlan | null {
+  const n = os.cpus().length;
+  if (n < 2) return null;
+  try {
+    execFileSync('taskset', ['-pc', process.pid.toString()], { stdio: 'ignore' });
+  } catch {
+    return null;
+  }
+  return { kdc: String(n - 1), rest: n === 2 ? '0' : `0-${n - 2}`, all: `0-${n - 1}` };
+}
+
+/** Sets the CPU affinity of every thread of `pid`. */
+function pinProcess(pid: number, cpus: string): void {
+  execFileSync('taskset', ['-a', '-pc', cpus, String(pid)], { stdio: 'ignore' });
 }
 
 function answerName(frame: Uint8Array): string {
@@ -269,7 +305,13 @@ async function closedLoop(client: KdcClient, frames: Uint8Array[], concurrency: 
   return { answers, refusals, lat, seconds: elapsed, maxInFlight: concurrency };
 }
 
-/** Sends at `rate`/s on a fixed schedule for `seconds`; latency from the scheduled time. */
+/**
+ * Sends at `rate`/s for `seconds`, never waiting for answers: a 1 ms timer sends what is due, so
+ * requests leave in bursts of rate/1000, as from many gateways at once. Latency runs from the
+ * moment a request is handed to the client library. Because sending never waits for the KDC, a
+ * KDC stall still counts in full (the requests due meanwhile are sent and wait); a stall of this
+ * process (its timer waking late, its GC) does not, as it is not the KDC's.
+ */
 async function openLoop(client: KdcClient, frames: Uint8Array[], rate: number, seconds: number): Promise<Run> {
   const total = Math.min(frames.length, Math.floor(rate * seconds));
   const lat = new Float64Array(total);
@@ -278,29 +320,31 @@ async function openLoop(client: KdcClient, frames: Uint8Array[], rate: number, s
   let sent = 0;
   let inFlight = 0;
   let maxInFlight = 0;
-  const pending: Promise<void>[] = [];
   const t0 = performance.now();
-  while (sent < total) {
-    const due = Math.min(total, Math.floor(((performance.now() - t0) * rate) / 1000));
-    while (sent < due) {
-      const scheduled = t0 + (sent * 1000) / rate;
-      const f = frames[sent++] as Uint8Array;
-      inFlight++;
-      if (inFlight > maxInFlight) maxInFlight = inFlight;
-      pending.push(
-        client.request(f).then((a) => {
-          inFlight--;
-          lat[answers++] = performance.now() - scheduled;
-          if (a[5] !== KdcType.IssueResponse) {
-            const n = answerName(a);
-            refusals[n] = (refusals[n] ?? 0) + 1;
-          }
-        }),
-      );
+  const onAnswer = (start: number) => (a: Uint8Array) => {
+    inFlight--;
+    lat[answers++] = performance.now() - start;
+    if (a[5] !== KdcType.IssueResponse) {
+      const n = answerName(a);
+      refusals[n] = (refusals[n] ?? 0) + 1;
     }
-    await sleep(1);
-  }
-  await Promise.all(pending);
+  };
+  await new Promise<void>((resolve, reject) => {
+    const tick = () => {
+      const now = performance.now();
+      const due = Math.min(total, Math.floor(((now - t0) * rate) / 1000));
+      while (sent < due) {
+        const f = frames[sent++] as Uint8Array;
+        inFlight++;
+        if (inFlight > maxInFlight) maxInFlight = inFlight;
+        const start = performance.now();
+        client.request(f).then(onAnswer(start), reject);
+      }
+      if (answers === total) resolve();
+      else setTimeout(tick, 1);
+    };
+    tick();
+  });
   return { answers, refusals, lat, seconds: (performance.now() - t0) / 1000, maxInFlight };
 }
 
@@ -334,7 +378,8 @@ function measureCore(gw: Lab['gateway']): { issueCoreUs: number; authenticateUs:
     if (!d.ok) throw new Error('bench request does not decode');
     return { message: d.value.message as IssueRequestMsg, raw: d.value.frame.raw };
   });
-  const base = { now: Date.now(), random: systemRandom, backend: nodeBackend, ticketLifetimeMs: 120_000, policyAllows: () => true };
+  // The KDC's own random source (a pooled CSPRNG), so the figure is what the KDC pays.
+  const base = { now: Date.now(), random: pooledRandom(), backend: nodeBackend, ticketLifetimeMs: 120_000, policyAllows: () => true };
   const t0a = performance.now();
   for (const req of decoded) authenticate(req, { ...base, lookupPrincipal: () => gateway });
   const authenticateUs = ((performance.now() - t0a) * 1000) / n;
@@ -391,6 +436,12 @@ export async function runKdcBench(options: KdcBenchOptions): Promise<KdcBenchRes
   const stores = (options.stores ?? ['redis', 'embedded']).filter((s) => s !== 'redis' || haveRedis);
   if (!haveRedis) notes.push('redis-server/redis-cli not found: Redis cases, baseline and targets skipped');
   const redis = stores.includes('redis') ? await startRedisStandalone() : null;
+  const pin = options.pin === true ? cpuPlan() : null;
+  if (pin !== null) {
+    pinProcess(process.pid, pin.rest);
+    if (redis?.server.child.pid !== undefined) pinProcess(redis.server.child.pid, pin.rest);
+    notes.push(`CPU pinning: the KDC process on CPU ${pin.kdc}; the load generator and redis-server on CPU ${pin.rest}`);
+  }
   const date = new Date();
   const cases: KdcCase[] = [];
   const baseline: RedisBaseline[] = [];
@@ -401,7 +452,7 @@ export async function runKdcBench(options: KdcBenchOptions): Promise<KdcBenchRes
       const httpPort = await freePort();
       const lab = await makeLab(store, redis, kdcPort, httpPort);
       if (store === stores[0]) breakdown = { ...breakdown, ...measureCore(lab.gateway) };
-      const child = await startKdcProcess(cli, lab, httpPort, options.kdcNodeArgs ?? []);
+      const child = await startKdcProcess(cli, lab, httpPort, options.kdcNodeArgs ?? [], pin);
       const client = new KdcClient({ endpoints: [`127.0.0.1:${kdcPort}`], timeoutMs: 10_000, retries: 0, maxPending: 100_000 });
       try {
         const measure = async (mode: KdcCase['mode'], concurrency: number, rate: number | null): Promise<KdcCase> => {
@@ -445,6 +496,11 @@ export async function runKdcBench(options: KdcBenchOptions): Promise<KdcBenchRes
         await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
         fs.rmSync(lab.dir, { recursive: true, force: true });
       }
+    }
+    if (pin !== null) {
+      // The baseline runs unpinned: redis-server and redis-benchmark as they would by default.
+      pinProcess(process.pid, pin.all);
+      if (redis?.server.child.pid !== undefined) pinProcess(redis.server.child.pid, pin.all);
     }
     if (redis !== null) {
       options.onCase?.('redis put-if-absent round trip');
