@@ -177,8 +177,11 @@ export class CiphergateLab {
   }
 
   async startRedis(): Promise<void> {
-    // The KDC's store keeps an append-only file, so a Redis restart (fail-closed tests) keeps the principals.
-    this.spawnLogged('redis', this.kdcNs, 'redis-server', ['--bind', '127.0.0.1', '--port', '6379', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--appendfilename', 'kdc-store.aof', '--dir', this.opts.dir]);
+    // The KDC's store keeps an append-only file, so a Redis restart (fail-closed tests) keeps the
+    // principals. fsync every second, from Redis's background thread: with `always`, one slow
+    // fsync under load stalls Redis's only thread past the KDC's 250 ms health ping, and the KDC
+    // then refuses every request for ~2 s (seen in bench e2e). See OPERATIONS.md, "Redis durability".
+    this.spawnLogged('redis', this.kdcNs, 'redis-server', ['--bind', '127.0.0.1', '--port', '6379', '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec', '--appendfilename', 'kdc-store.aof', '--dir', this.opts.dir]);
     await this.netns.waitForListen(this.kdcNs, 6379);
   }
 
