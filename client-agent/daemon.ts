@@ -8,12 +8,10 @@ import { getBackend } from '../common/crypto';
 import { systemRandom } from '../common/crypto/random';
 import { formatHostPort } from '../common/config/walker';
 import { EngineDriver } from '../runtime/engine-driver';
-import { type StatusFigures, registryFromStatus } from '../runtime/engine-metrics';
 import { KdListener } from '../runtime/kd-transport';
 import { NfqueueDatapath } from '../runtime/nfqueue-datapath';
 import { Steering, agentClosedRules, agentRules } from '../runtime/steering';
-import { type Log, type OpsEndpoints, checkFixedOnReload, countBy, serveOps } from '../runtime/daemon-kit';
-import type { Registry } from 'prom-client';
+import { type Log, type OpsEndpoints, checkFixedOnReload, countBy, serveDaemonOps } from '../runtime/daemon-kit';
 import { type AgentConfig, toEngineConfig } from './config';
 import { AgentEngine } from './engine';
 
@@ -24,7 +22,6 @@ export class AgentDaemon {
   private readonly datapath: NfqueueDatapath;
   private steering: Steering | null = null;
   private ops: OpsEndpoints | null = null;
-  private registry: Registry | null = null;
   private readonly startedAt = Date.now();
 
   private constructor(
@@ -50,13 +47,7 @@ export class AgentDaemon {
       d.steering = await Steering.detect();
       await d.steering.apply(agentRules(config.destinations, { first: config.nfqueue.queue, count: 1 }));
       d.driver.start();
-      d.ops = await serveOps({
-        control: config.control,
-        metrics: config.metrics,
-        status: () => d.status(),
-        registry: () => (d.registry ??= d.metricsRegistry()),
-        readiness: () => ({ ready: true, problems: [] }),
-      });
+      d.ops = await serveDaemonOps('agent', config, () => d.status());
     } catch (e) {
       d.driver.stop();
       d.datapath.close();
@@ -114,10 +105,6 @@ export class AgentDaemon {
       counters: this.engine.counters.snapshot(),
       datapath: { ...this.datapath.stats, engineErrors: this.driver.engineErrors },
     };
-  }
-
-  private metricsRegistry(): Registry {
-    return registryFromStatus('agent', () => this.status() as unknown as StatusFigures);
   }
 
 }

@@ -11,12 +11,10 @@ import { systemRandom } from '../common/crypto/random';
 import { formatHostPort } from '../common/config/walker';
 import { KdcClient } from '../kdc/client';
 import { type Datapath, EngineDriver } from '../runtime/engine-driver';
-import { type StatusFigures, registryFromStatus } from '../runtime/engine-metrics';
 import { KdDialer } from '../runtime/kd-transport';
 import { NfqueueDatapath } from '../runtime/nfqueue-datapath';
 import { Steering, gatewayClosedRules, gatewayRules } from '../runtime/steering';
-import { type Log, type OpsEndpoints, checkFixedOnReload, countBy, serveOps } from '../runtime/daemon-kit';
-import type { Registry } from 'prom-client';
+import { type Log, type OpsEndpoints, checkFixedOnReload, countBy, serveDaemonOps } from '../runtime/daemon-kit';
 import { type GatewayConfig, toEngineConfig } from './config';
 import { GatewayEngine } from './engine';
 
@@ -39,7 +37,6 @@ export class GatewayDaemon {
   private readonly datapath: Datapath;
   private steering: Steering | null = null;
   private ops: OpsEndpoints | null = null;
-  private registry: Registry | null = null;
   private readonly startedAt = Date.now();
 
   private constructor(
@@ -80,13 +77,7 @@ export class GatewayDaemon {
       }
       d.driver.start();
       if (o.worker === undefined)
-        d.ops = await serveOps({
-        control: config.control,
-        metrics: config.metrics,
-        status: () => d.status(),
-        registry: () => (d.registry ??= d.metricsRegistry()),
-        readiness: () => ({ ready: true, problems: [] }),
-      });
+        d.ops = await serveDaemonOps('gateway', config, () => d.status());
     } catch (e) {
       d.driver.stop();
       d.datapath.close();
@@ -156,10 +147,6 @@ export class GatewayDaemon {
       counters: this.engine.counters.snapshot(),
       datapath: { ...this.datapath.stats, engineErrors: this.driver.engineErrors },
     };
-  }
-
-  private metricsRegistry(): Registry {
-    return registryFromStatus('gateway', () => this.status() as unknown as StatusFigures);
   }
 
 }

@@ -4,6 +4,7 @@ import type { Registry } from 'prom-client';
 import type { HostPort } from '../common/config/walker';
 import type { LogLevel } from '../common/config/daemon';
 import { ControlServer } from './control';
+import { type StatusFigures, registryFromStatus } from './engine-metrics';
 import { OpsHttpServer } from './ops-http';
 
 export type Log = (level: 'debug' | 'info' | 'warn' | 'error', event: string, fields?: Record<string, unknown>) => void;
@@ -48,6 +49,21 @@ export async function serveOps(o: {
       await Promise.all([control?.close(), http?.close()]);
     },
   };
+}
+
+/**
+ * serveOps for one gateway or agent process: /metrics are its status figures (the registry is
+ * built on the first scrape), and it is ready once it serves.
+ */
+export function serveDaemonOps(role: 'gateway' | 'agent', config: { control: string | null; metrics: HostPort | null }, status: () => object): Promise<OpsEndpoints> {
+  let registry: Registry | null = null;
+  return serveOps({
+    control: config.control,
+    metrics: config.metrics,
+    status,
+    registry: () => (registry ??= registryFromStatus(role, () => status() as unknown as StatusFigures)),
+    readiness: () => ({ ready: true, problems: [] }),
+  });
 }
 
 /** Runs until SIGTERM/SIGINT; SIGHUP calls reload (errors are logged, the old config stays). */
