@@ -15,7 +15,7 @@
 //
 // Every request is unique (fresh requestId and nonces), sealed before its case starts, so
 // neither the idempotency path nor request sealing is in the timed loop.
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -124,11 +124,6 @@ export interface KdcBenchOptions {
   cli?: string;
   /** Extra node flags for the KDC process (e.g. --cpu-prof), for profiling. */
   kdcNodeArgs?: readonly string[];
-  /**
-   * Pin the KDC to a core of its own and the load generator and Redis to the rest (default off:
-   * on this 2-vCPU VM it made no steady difference, as the vCPUs are themselves time-shared).
-   */
-  pin?: boolean;
   onCase?: (what: string) => void;
 }
 
@@ -214,10 +209,8 @@ function sealMany(gw: Lab['gateway'], n: number): Uint8Array[] {
   return out;
 }
 
-async function startKdcProcess(cli: string, lab: Lab, httpPort: number, nodeArgs: readonly string[], pin: CpuPlan | null): Promise<ChildProcess> {
-  const argv = [...nodeArgs, cli, 'kdc', '--config', lab.config, '--log-level', 'warn'];
-  // taskset execs node in place, so child.pid is the KDC's pid.
-  const child = pin === null ? spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn('taskset', ['-c', pin.kdc, process.execPath, ...argv], { stdio: ['ignore', 'ignore', 'pipe'] });
+async function startKdcProcess(cli: string, lab: Lab, httpPort: number, nodeArgs: readonly string[]): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, cli, 'kdc', '--config', lab.config, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
   const deadline = Date.now() + 15_000;
@@ -235,34 +228,6 @@ async function startKdcProcess(cli: string, lab: Lab, httpPort: number, nodeArgs
     }
     await sleep(50);
   }
-}
-
-/**
- * Where the processes run: the KDC on a core of its own, the load generator and redis-server on
- * the others, as on a real deployment where the KDC has its host to itself. Without this, on a
- * 2-core machine the scheduler time-slices the KDC against its own load generator and every
- * preemption (a few ms) lands in the latency figures. null when taskset or a second core is missing.
- */
-export interface CpuPlan {
-  kdc: string;
-  rest: string;
-  all: string;
-}
-
-function cpuPlan(): CpuPlan | null {
-  const n = os.cpus().length;
-  if (n < 2) return null;
-  try {
-    execFileSync('taskset', ['-pc', process.pid.toString()], { stdio: 'ignore' });
-  } catch {
-    return null;
-  }
-  return { kdc: String(n - 1), rest: n === 2 ? '0' : `0-${n - 2}`, all: `0-${n - 1}` };
-}
-
-/** Sets the CPU affinity of every thread of `pid`. */
-function pinProcess(pid: number, cpus: string): void {
-  execFileSync('taskset', ['-a', '-pc', cpus, String(pid)], { stdio: 'ignore' });
 }
 
 function answerName(frame: Uint8Array): string {
@@ -436,12 +401,6 @@ export async function runKdcBench(options: KdcBenchOptions): Promise<KdcBenchRes
   const stores = (options.stores ?? ['redis', 'embedded']).filter((s) => s !== 'redis' || haveRedis);
   if (!haveRedis) notes.push('redis-server/redis-cli not found: Redis cases, baseline and targets skipped');
   const redis = stores.includes('redis') ? await startRedisStandalone() : null;
-  const pin = options.pin === true ? cpuPlan() : null;
-  if (pin !== null) {
-    pinProcess(process.pid, pin.rest);
-    if (redis?.server.child.pid !== undefined) pinProcess(redis.server.child.pid, pin.rest);
-    notes.push(`CPU pinning: the KDC process on CPU ${pin.kdc}; the load generator and redis-server on CPU ${pin.rest}`);
-  }
   const date = new Date();
   const cases: KdcCase[] = [];
   const baseline: RedisBaseline[] = [];
@@ -452,7 +411,7 @@ export async function runKdcBench(options: KdcBenchOptions): Promise<KdcBenchRes
       const httpPort = await freePort();
       const lab = await makeLab(store, redis, kdcPort, httpPort);
       if (store === stores[0]) breakdown = { ...breakdown, ...measureCore(lab.gateway) };
-      const child = await startKdcProcess(cli, lab, httpPort, options.kdcNodeArgs ?? [], pin);
+      const child = await startKdcProcess(cli, lab, httpPort, options.kdcNodeArgs ?? []);
       const client = new KdcClient({ endpoints: [`127.0.0.1:${kdcPort}`], timeoutMs: 10_000, retries: 0, maxPending: 100_000 });
       try {
         const measure = async (mode: KdcCase['mode'], concurrency: number, rate: number | null): Promise<KdcCase> => {
@@ -496,11 +455,6 @@ export async function runKdcBench(options: KdcBenchOptions): Promise<KdcBenchRes
         await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
         fs.rmSync(lab.dir, { recursive: true, force: true });
       }
-    }
-    if (pin !== null) {
-      // The baseline runs unpinned: redis-server and redis-benchmark as they would by default.
-      pinProcess(process.pid, pin.all);
-      if (redis?.server.child.pid !== undefined) pinProcess(redis.server.child.pid, pin.all);
     }
     if (redis !== null) {
       options.onCase?.('redis put-if-absent round trip');
