@@ -49,6 +49,9 @@ export function cliPath(): string {
   return path.join(root, 'dist', 'cli', 'ciphergate.js');
 }
 
+/** What a lab writes to its directory that a new lab must not inherit (logs and captures are overwritten). */
+const LAB_STATE_FILES = ['appendonlydir', 'kdc.json', 'master.key', 'gateway.json', 'gateway.key', 'gateway.sock', 'agent.json', 'agent.key', 'agent.sock'];
+
 const distFile = (rel: string): string => path.join(path.dirname(path.dirname(cliPath())), rel);
 
 export class CiphergateLab {
@@ -70,8 +73,18 @@ export class CiphergateLab {
     fs.mkdirSync(opts.dir, { recursive: true });
   }
 
+  /**
+   * A new lab starts from no state: a previous lab in the same directory left its KDC store (the
+   * Redis append-only files), master key and key files there, and provisioning the same principals
+   * again would fail. Only the lab's own files are removed, never the rest of a user's --dir.
+   */
+  private clearPreviousState(): void {
+    for (const name of LAB_STATE_FILES) fs.rmSync(this.file(name), { recursive: true, force: true });
+  }
+
   static async up(opts: LabOptions): Promise<CiphergateLab> {
     const lab = new CiphergateLab(opts);
+    lab.clearPreviousState();
     try {
       await lab.build();
       await lab.startKdc();
