@@ -5,12 +5,11 @@
 // Per flow:  syn-sent -> keying -> keyed -> established -> (linger) -> gone
 //                    \-> plaintext (opportunistic destination, SYN-ACK without the gateway's mark)
 import { zeroize } from '../common/crypto/compare';
-import { ActionQueue, PASS, type SideAction, type Verdict } from '../common/engine/actions';
-import { Counters } from '../common/engine/counters';
+import { PASS, type Verdict } from '../common/engine/actions';
 import { EndpointSet, type EndpointRule } from '../common/engine/endpoints';
 import { FlowCipher } from '../common/engine/flow-cipher';
-import { FlowTable } from '../common/engine/flow-table';
-import { type EngineDeps, type FlowStatus, type KeyedFlow, ciphersOf, describeFlow, endsFlow, keyedCount } from '../common/engine/keyed-flow';
+import { FlowEngine } from '../common/engine/flow-engine';
+import { type EngineDeps, type FlowStatus, type KeyedFlow, describeFlow, endsFlow } from '../common/engine/keyed-flow';
 
 export type { EngineDeps } from '../common/engine/keyed-flow';
 import { admit } from '../common/engine/admission';
@@ -84,29 +83,17 @@ export type AgentCounter =
 
 export type AgentFlowStatus = FlowStatus<AgentFlowState>;
 
-export class AgentEngine {
-  readonly counters = new Counters<AgentCounter | `kd-rejected:${string}` | `discarded:${string}` | `dropped:${string}`>();
-  private readonly actions = new ActionQueue();
-  // The per-packet counters, bumped as plain fields.
-  private readonly packetsCounter = this.counters.counter('packets');
-  private readonly passCounter = this.counters.counter('pass');
-  private readonly protectedCounter = this.counters.counter('segments-protected');
-  private readonly unprotectedCounter = this.counters.counter('segments-unprotected');
+export class AgentEngine extends FlowEngine<AgentFlow, AgentCounter | `kd-rejected:${string}` | `discarded:${string}` | `dropped:${string}`> {
   private destinations: EndpointSet<Destination>;
-  private readonly table: FlowTable<string, AgentFlow>;
   private readonly byConnId = new Map<bigint, AgentFlow>();
 
   constructor(
     private config: AgentEngineConfig,
     private readonly deps: EngineDeps,
   ) {
+    super(config.limits.maxFlows);
     if (config.keys.length === 0) throw new RangeError('agent needs at least one long-term key');
     this.destinations = new EndpointSet(config.destinations);
-    this.table = new FlowTable(config.limits.maxFlows);
-  }
-
-  takeActions(): SideAction[] {
-    return this.actions.take();
   }
 
   // ---- packets --------------------------------------------------------------------------
@@ -337,7 +324,7 @@ export class AgentEngine {
     if (this.byConnId.get(flow.connId) === flow) this.byConnId.delete(flow.connId);
   }
 
-  private discard(flow: AgentFlow, why: string): void {
+  protected discard(flow: AgentFlow, why: string): void {
     this.forgetKeying(flow);
     if (flow.cipher !== null) {
       flow.cipher.zeroize();
@@ -367,29 +354,10 @@ export class AgentEngine {
     this.destinations = new EndpointSet(next.destinations);
   }
 
-  /** Discards every flow and zeroes its keys (the daemon is stopping). */
-  discardAll(_now: number): void {
-    for (const [, flow] of [...this.table.entries()]) this.discard(flow, 'shutdown');
-  }
-
   // ---- introspection --------------------------------------------------------------------
-
-  get flowCount(): number {
-    return this.table.size;
-  }
-
-  /** Flows holding keys right now (zero once flows have ended, rule 5). */
-  get keyedFlowCount(): number {
-    return keyedCount(this.table.entries());
-  }
 
   flows(now: number): AgentFlowStatus[] {
     return [...this.table.entries()].map(([, f]) => describeFlow(f, now));
-  }
-
-  /** For tests of rule 5: the ciphers of all flows, live or not. */
-  debugCiphers(): FlowCipher[] {
-    return ciphersOf(this.table.entries());
   }
 
   private pass(): Verdict {

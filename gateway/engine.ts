@@ -5,12 +5,11 @@
 // Per flow:  hello -> kdc -> confirm -> released -> established -> (linger) -> gone
 //                 \______\________\-> refused (RST to the client; tombstone absorbs resent SYNs)
 import { zeroize } from '../common/crypto/compare';
-import { ActionQueue, HOLD, type KdcAnswer, PASS, type SideAction, type Verdict } from '../common/engine/actions';
-import { Counters } from '../common/engine/counters';
+import { HOLD, type KdcAnswer, PASS, type Verdict } from '../common/engine/actions';
 import { EndpointSet, type EndpointRule } from '../common/engine/endpoints';
 import { FlowCipher } from '../common/engine/flow-cipher';
-import { FlowTable } from '../common/engine/flow-table';
-import { type EngineDeps, type FlowStatus, type KeyedFlow, ciphersOf, describeFlow, endsFlow, keyedCount } from '../common/engine/keyed-flow';
+import { FlowEngine } from '../common/engine/flow-engine';
+import { type EngineDeps, type FlowStatus, type KeyedFlow, describeFlow, endsFlow } from '../common/engine/keyed-flow';
 
 export type { EngineDeps } from '../common/engine/keyed-flow';
 import { admit } from '../common/engine/admission';
@@ -95,16 +94,8 @@ export interface GatewayFlowStatus extends FlowStatus<GatewayFlowState> {
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 
-export class GatewayEngine {
-  readonly counters = new Counters<GatewayCounter | `refused:${string}` | `discarded:${string}` | `malformed:${string}`>();
-  private readonly actions = new ActionQueue();
-  // The per-packet counters, bumped as plain fields.
-  private readonly packetsCounter = this.counters.counter('packets');
-  private readonly passCounter = this.counters.counter('pass');
-  private readonly protectedCounter = this.counters.counter('segments-protected');
-  private readonly unprotectedCounter = this.counters.counter('segments-unprotected');
+export class GatewayEngine extends FlowEngine<GatewayFlow, GatewayCounter | `refused:${string}` | `discarded:${string}` | `malformed:${string}`> {
   private services: EndpointSet<ServiceMode>;
-  private readonly table: FlowTable<string, GatewayFlow>;
   private readonly byConnId = new Map<bigint, GatewayFlow>();
   private readonly byRequestId = new Map<string, GatewayFlow>();
   private pendingKeyings = 0;
@@ -113,13 +104,8 @@ export class GatewayEngine {
     private config: GatewayEngineConfig,
     private readonly deps: EngineDeps,
   ) {
+    super(config.limits.maxFlows);
     this.services = new EndpointSet(config.services);
-    this.table = new FlowTable(config.limits.maxFlows);
-  }
-
-  /** Side actions produced since the last call, oldest first. */
-  takeActions(): SideAction[] {
-    return this.actions.take();
   }
 
   // ---- packets --------------------------------------------------------------------------
@@ -430,7 +416,7 @@ export class GatewayEngine {
   }
 
   /** Ends a flow: keys zeroed (rule 5), every index entry removed. */
-  private discard(flow: GatewayFlow, why: string): void {
+  protected discard(flow: GatewayFlow, why: string): void {
     if (flow.heldSyn !== null) this.pendingKeyings--;
     flow.heldSyn = null;
     this.forgetKeying(flow);
@@ -470,21 +456,7 @@ export class GatewayEngine {
     this.services = new EndpointSet(next.services);
   }
 
-  /** Discards every flow and zeroes its keys (the daemon is stopping). */
-  discardAll(_now: number): void {
-    for (const [, flow] of [...this.table.entries()]) this.discard(flow, 'shutdown');
-  }
-
   // ---- introspection --------------------------------------------------------------------
-
-  get flowCount(): number {
-    return this.table.size;
-  }
-
-  /** Flows holding keys right now (zero once flows have ended, rule 5). */
-  get keyedFlowCount(): number {
-    return keyedCount(this.table.entries());
-  }
 
   get pendingKeyingCount(): number {
     return this.pendingKeyings;
@@ -492,11 +464,6 @@ export class GatewayEngine {
 
   flows(now: number): GatewayFlowStatus[] {
     return [...this.table.entries()].map(([, f]) => ({ ...describeFlow(f, now), clientPrincipal: f.clientPrincipal }));
-  }
-
-  /** For tests of rule 5: the ciphers of all flows, live or not. */
-  debugCiphers(): FlowCipher[] {
-    return ciphersOf(this.table.entries());
   }
 
   // ---- helpers --------------------------------------------------------------------------
