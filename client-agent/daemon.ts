@@ -75,7 +75,7 @@ export class AgentDaemon {
   async stop(): Promise<void> {
     // From here on, protected destinations refuse at once instead of waiting on a dead queue.
     await this.steering
-      ?.apply(agentClosedRules(this.config.destinations.map((d) => ({ cidr: d.cidr, port: d.port, refuse: d.meta.mode === 'require' }))))
+      ?.apply(agentClosedSteering(this.config))
       .catch((e: unknown) => this.log('error', 'steering-close-failed', { error: (e as Error).message }));
     this.driver.shutdown();
     this.datapath.close();
@@ -107,4 +107,9 @@ export class AgentDaemon {
     };
   }
 
+}
+
+/** The rules left while the agent is stopped (also installed by `ciphergate agent --closed-rules`). */
+export function agentClosedSteering(c: AgentConfig) {
+  return agentClosedRules(c.destinations.map((d) => ({ cidr: d.cidr, port: d.port, refuse: d.meta.mode === 'require' })));
 }

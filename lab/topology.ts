@@ -296,6 +296,16 @@ export class CiphergateLab {
     this.procs.delete(name);
   }
 
+  /**
+   * What systemd's ExecStopPost= does after a daemon stops (deploy/systemd): installs the rules
+   * a stopped gateway or agent leaves, for one that was killed before it could.
+   */
+  async installClosedRules(role: 'gateway' | 'agent'): Promise<void> {
+    const ns = role === 'gateway' ? this.gatewayNs : this.client.ns;
+    const r = await this.netns.exec(ns, process.execPath, [cliPath(), role, '--config', this.file(`${role}.json`), '--closed-rules']);
+    if (r.code !== 0) throw new Error(`${role} --closed-rules failed (${r.code}): ${r.stderr}`);
+  }
+
   /** The status document of a running daemon (its control socket). */
   async status(role: 'gateway' | 'agent'): Promise<Record<string, unknown> & { keyedFlows: number; flowCount: number; keyingsInProgress: number; counters: Record<string, number> }> {
     return (await readControl(this.file(`${role}.sock`))) as never;

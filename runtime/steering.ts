@@ -263,6 +263,18 @@ export async function nftCanQueue(): Promise<boolean> {
 }
 
 /** Installs, replaces and removes one ruleset with whichever backend this kernel supports. */
+/**
+ * Installs the rules a stopped daemon leaves, for a daemon that did not get to do it itself
+ * (killed, crashed): systemd's ExecStopPost= runs `ciphergate gateway|agent --closed-rules`.
+ * Without it a dead daemon's queue rules stay, and clients wait out their own timeouts on a
+ * queue nobody reads: still closed, but slow. Returns the backend used.
+ */
+export async function installClosedRules(rules: Ruleset): Promise<SteeringBackend> {
+  const s = await Steering.detect();
+  await s.apply(rules);
+  return s.backend;
+}
+
 export class Steering {
   private constructor(
     readonly backend: SteeringBackend,

@@ -1,10 +1,11 @@
 import { DEFAULT_AGENT_CONFIG_PATH, loadAgentConfig } from '../../client-agent/config';
-import { AgentDaemon } from '../../client-agent/daemon';
+import { AgentDaemon, agentClosedSteering } from '../../client-agent/daemon';
 import { jsonLogger, runUntilSignalled } from '../../runtime/daemon-kit';
+import { installClosedRules } from '../../runtime/steering';
 import { parseArgs } from '../args';
 import { type Command, UsageError } from '../command';
 
-const usage = `usage: ciphergate agent [--config FILE] [--check]
+const usage = `usage: ciphergate agent [--config FILE] [--check | --closed-rules]
 
 Runs the client agent: it marks SYNs to protected destinations with the encryption request,
 takes the session key a gateway delivers (port 7390 by default), and encrypts client-to-server
@@ -13,6 +14,9 @@ agent installs itself.
 
 --config FILE   agent config (JSON; default ${DEFAULT_AGENT_CONFIG_PATH}); see docs/OPERATIONS.md
 --check         validate the config and run the start-up checks, then exit
+--closed-rules  install the rules a stopped agent leaves (connections to require destinations
+                reset at once) and exit: for systemd's ExecStopPost=, so an agent that was
+                killed fails closed as fast as one that stopped
 
 Refuses to start, saying how to fix it, when offloads are on for a data interface, privileges
 (CAP_NET_ADMIN, CAP_NET_RAW) are missing, or a kernel feature it needs is absent.
@@ -24,10 +28,16 @@ export const command: Command = {
   summary: 'run the client agent (host mode, NFQUEUE)',
   usage,
   async run(argv) {
-    const args = parseArgs(argv, { values: ['config'], booleans: ['check'] });
+    const args = parseArgs(argv, { values: ['config'], booleans: ['check', 'closed-rules'] });
     if (args.positionals.length > 0) throw new UsageError(`unexpected argument '${args.positionals[0]}'`);
+    if (args.booleans.has('check') && args.booleans.has('closed-rules')) throw new UsageError('--check and --closed-rules do not go together');
     const file = args.values.get('config') ?? DEFAULT_AGENT_CONFIG_PATH;
     const config = loadAgentConfig(file);
+    if (args.booleans.has('closed-rules')) {
+      const backend = await installClosedRules(agentClosedSteering(config));
+      process.stdout.write(`installed the stopped-agent rules (${backend}): connections to require destinations are reset\n`);
+      return 0;
+    }
     const log = jsonLogger(process.stdout, config.log.level, { role: 'agent' });
     const { runStartupChecks, agentNeeds } = await import('../../runtime/checks');
     await runStartupChecks(agentNeeds(config));

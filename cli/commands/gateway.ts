@@ -1,11 +1,12 @@
 import { DEFAULT_GATEWAY_CONFIG_PATH, loadGatewayConfig } from '../../gateway/config';
-import { GatewayDaemon, type GatewayDaemonOptions } from '../../gateway/daemon';
+import { GatewayDaemon, type GatewayDaemonOptions, gatewayClosedSteering } from '../../gateway/daemon';
 import { isGatewayWorker, runGatewayPrimary, runGatewayWorker } from '../../gateway/workers';
 import { jsonLogger, runUntilSignalled } from '../../runtime/daemon-kit';
+import { installClosedRules } from '../../runtime/steering';
 import { parseArgs } from '../args';
 import { type Command, UsageError } from '../command';
 
-const usage = `usage: ciphergate gateway [--config FILE] [--check]
+const usage = `usage: ciphergate gateway [--config FILE] [--check | --closed-rules]
 
 Runs the gateway in front of protected services: it holds each SYN that asks for encryption,
 keys the flow with the client's agent and the KDC, then decrypts client-to-server and encrypts
@@ -14,6 +15,9 @@ rules the gateway installs itself; bridge captures on two interfaces with no IP 
 
 --config FILE   gateway config (JSON; default ${DEFAULT_GATEWAY_CONFIG_PATH}); see docs/OPERATIONS.md
 --check         validate the config and run the start-up checks, then exit
+--closed-rules  install the rules a stopped gateway leaves (SYNs to require services reset,
+                keyed flows dropped) and exit: for systemd's ExecStopPost=, so a gateway that
+                was killed fails closed as fast as one that stopped (router and host modes)
 
 With "nfqueue": { "workers": N } (N > 1) the gateway runs one worker process per NFQUEUE number
 (the kernel balances flows over them) under a primary that owns the rules, the control socket
@@ -30,10 +34,20 @@ export const command: Command = {
   summary: 'run the gateway datapath (router, host or bridge mode)',
   usage,
   async run(argv) {
-    const args = parseArgs(argv, { values: ['config'], booleans: ['check'] });
+    const args = parseArgs(argv, { values: ['config'], booleans: ['check', 'closed-rules'] });
     if (args.positionals.length > 0) throw new UsageError(`unexpected argument '${args.positionals[0]}'`);
+    if (args.booleans.has('check') && args.booleans.has('closed-rules')) throw new UsageError('--check and --closed-rules do not go together');
     const file = args.values.get('config') ?? DEFAULT_GATEWAY_CONFIG_PATH;
     const config = loadGatewayConfig(file);
+    if (args.booleans.has('closed-rules')) {
+      if (config.mode === 'bridge') {
+        process.stdout.write('bridge mode installs no rules: a stopped bridge forwards nothing\n');
+        return 0;
+      }
+      const backend = await installClosedRules(gatewayClosedSteering(config));
+      process.stdout.write(`installed the stopped-gateway rules (${backend}): SYNs to require services are reset, keyed flows dropped\n`);
+      return 0;
+    }
     const log = jsonLogger(process.stdout, config.log.level, { role: 'gateway' });
     const bridgeDatapath: GatewayDaemonOptions['bridgeDatapath'] = (c, onError) =>
       // Bridge mode only: cap loads only when it is used.

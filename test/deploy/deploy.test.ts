@@ -89,6 +89,8 @@ describe('systemd units', () => {
       expect(one(d, 'AmbientCapabilities')).toBe('CAP_NET_ADMIN CAP_NET_RAW');
       expect(one(d, 'RestrictAddressFamilies')).toContain('AF_NETLINK');
       expect(one(d, 'ExecReload')).toBe('/bin/kill -HUP $MAINPID');
+      // A killed daemon cannot install its stopped rules itself (test/e2e/fail-closed.test.ts).
+      expect(one(d, 'ExecStopPost')).toBe(`/usr/bin/ciphergate ${u} --config /etc/ciphergate/${u}.json --closed-rules`);
     }
     expect(one(directives(unitText('gateway')), 'RestrictAddressFamilies')).toContain('AF_PACKET');
     expect(one(directives(unitText('agent')), 'RestrictAddressFamilies')).not.toContain('AF_PACKET');

@@ -148,6 +148,24 @@ describeE2E('fail closed (router mode)', () => {
     await works();
   }, 90_000);
 
+  // A killed daemon cannot swap its queue rules for its stopped rules: until systemd's
+  // ExecStopPost= (`--closed-rules`) does, SYNs wait on a queue nobody reads. Both halves are
+  // checked, so the test shows what the ExecStopPost= line is for.
+  test.each(['gateway', 'agent'] as const)('%s killed (SIGKILL): slow until `--closed-rules`, then refused within 2 s', async (role) => {
+    await lab.stop(role, 'SIGKILL');
+    try {
+      const hung = await timedCurl(lab, url(lab.server.v4, 80, '/'), [], 2);
+      expect({ code: hung.code, ms: hung.ms >= 1900 }).toEqual({ code: 28, ms: true }); // curl: timed out
+      await lab.installClosedRules(role);
+      const r = await refusedAttempt(`${role}-killed`);
+      expect(r.serverSyns).toBe(0);
+    } finally {
+      if (role === 'gateway') await lab.startGateway();
+      else await lab.startAgent();
+    }
+    await works();
+  }, 90_000);
+
   test('Redis (the KDC store) stopped: refused within 2 s, nothing crosses', async () => {
     await lab.stop('redis');
     // Past the staleness bound, the KDC must read the store, which is gone.
