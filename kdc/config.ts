@@ -77,12 +77,14 @@ function storeConfig(w: Walker, x: unknown, auditMaxLen: number): StoreConfig | 
   }
   if (o.embedded !== undefined && o.redis !== undefined) return w.bad('store', 'give embedded or redis, not both');
   if (o.embedded !== undefined) {
-    const e = w.obj('store.embedded', o.embedded, ['path', 'compactAfterRecords', 'lockTimeoutMs']) ?? {};
+    const e = w.obj('store.embedded', o.embedded, ['path', 'compactAfterRecords', 'lockTimeoutMs', 'issuedMaxEntries', 'issuedIdsMax']) ?? {};
     return {
       type: 'embedded',
       dir: w.path('store.embedded.path', e.path, DEFAULT_STORE_PATH) as string,
       compactAfterRecords: w.int('store.embedded.compactAfterRecords', e.compactAfterRecords, 1, 1_000_000, 1000),
       lockTimeoutMs: w.int('store.embedded.lockTimeoutMs', e.lockTimeoutMs, 10, 60_000, 2000),
+      issuedMaxEntries: w.int('store.embedded.issuedMaxEntries', e.issuedMaxEntries, 1, 10_000_000, 100_000),
+      issuedIdsMax: w.int('store.embedded.issuedIdsMax', e.issuedIdsMax, 16, 2 ** 28, 2 ** 24),
       auditMaxLen,
     };
   }

@@ -506,6 +506,7 @@ export class KdcService {
     const put = await this.store('putIssuedIfAbsent', this.o.store.putIssuedIfAbsent(m.requestId, record, this.idempotencyTtlMs));
     if (put.stored) return this.answered(m, outcome, answer);
     const stored = put.bytes;
+    if (stored.length === 0) return this.refuse(m, KdcErrorCode.Replay, 'request id already answered; the answer is no longer held');
     if (stored.length > DIGEST_LEN && bytesEqual(stored.subarray(0, DIGEST_LEN), digest)) {
       this.o.metrics.idempotentReplies.inc();
       this.auditEvent('retry', m, 'result', resultOf(stored.subarray(DIGEST_LEN)));

@@ -81,7 +81,10 @@ export interface AuditEntry {
 }
 
 export interface IssuedPut {
-  /** true when this call stored `bytes`; false when a record existed (returned in `bytes`). */
+  /**
+   * true when this call stored `bytes`; false when a record existed (returned in `bytes`, or
+   * empty when the store still knows the id but no longer holds its answer: refuse, never re-issue).
+   */
   stored: boolean;
   bytes: Uint8Array;
 }

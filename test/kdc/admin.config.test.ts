@@ -38,7 +38,7 @@ test('relative paths resolve against the config directory; env master key; metri
     listen: { kdc: '[::]:7391', metrics: null },
     rateLimit: null,
   });
-  expect(c.store).toEqual({ type: 'embedded', dir: path.resolve('/etc/cg/data'), compactAfterRecords: 50, lockTimeoutMs: 2000, auditMaxLen: 100_000 });
+  expect(c.store).toEqual({ type: 'embedded', dir: path.resolve('/etc/cg/data'), compactAfterRecords: 50, lockTimeoutMs: 2000, issuedMaxEntries: 100_000, issuedIdsMax: 2 ** 24, auditMaxLen: 100_000 });
   expect(c.masterKey).toEqual({ current: { env: 'KDC_MK' }, additional: [{ file: '/etc/cg/old.key' }] });
   expect(c.listen).toEqual({ kdc: [{ host: '::', port: 7391 }], metrics: null });
   expect(c.rateLimit).toBeNull();

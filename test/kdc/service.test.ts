@@ -249,3 +249,23 @@ describe('KDC error codes are complete', () => {
     for (const c of Object.values(KdcErrorCode).filter((x) => typeof x === 'number')) expect(KDC_ERROR_NAMES[c as KdcErrorCode]).toMatch(/^[a-z-]+$/);
   });
 });
+
+describe('KDC service, embedded store holding few answers', () => {
+  test('a retry whose answer was dropped for room is refused as replay, never given a second session key', async () => {
+    const lab = await makeLab({ kind: 'embedded' }, { config: { store: { embedded: { path: 'store', issuedMaxEntries: 3 } } } });
+    try {
+      const gw1 = await lab.key('gw1');
+      const kdc = await lab.start();
+      const ep = endpointOf(kdc);
+      const first = request(gw1, 'alice');
+      expect(code(await ask(ep, first))).toBe('ok');
+      expect(code(await ask(ep, first))).toBe('ok'); // held: the same answer again
+      for (let i = 0; i < 5; i++) expect(code(await ask(ep, request(gw1, 'alice')))).toBe('ok');
+      const late = await ask(ep, first);
+      expect(code(late)).toBe('replay');
+      expect(late.type === KdcType.IssueError && late.reason).toMatch(/no longer held/);
+    } finally {
+      await lab.cleanup();
+    }
+  });
+});

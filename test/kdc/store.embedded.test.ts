@@ -189,3 +189,35 @@ test('files are private: directory 0700, log 0600', async () => {
   expect(fs.statSync(path.dirname(log)).mode & 0o777).toBe(0o700);
   expect(fs.statSync(log).mode & 0o777).toBe(0o600);
 });
+
+test('an id whose answer was dropped for room is still known until it expires: refused, never stored again', async () => {
+  const store = await openEmbeddedStore({ dir: tmp, issuedMaxEntries: 10 });
+  try {
+    const ids = Array.from({ length: 50 }, (_, i) => Uint8Array.from({ length: 16 }, (_, k) => (k === 0 ? i : 0x5a)));
+    for (const [i, id] of ids.entries()) expect((await store.putIssuedIfAbsent(id, Uint8Array.of(i + 1), 60_000)).stored).toBe(true);
+    // The newest 10 answers are held; the first 40 ids are known without their answers.
+    expect(await store.putIssuedIfAbsent(ids[49]!, Uint8Array.of(0xee), 60_000)).toEqual({ stored: false, bytes: Uint8Array.of(50) });
+    expect(await store.putIssuedIfAbsent(ids[0]!, Uint8Array.of(0xee), 60_000)).toEqual({ stored: false, bytes: new Uint8Array(0) });
+    expect(await store.getIssued(ids[0]!)).toBeNull();
+    // Ids of other lengths are held by digest, alike.
+    const long = new Uint8Array(40).fill(7);
+    expect((await store.putIssuedIfAbsent(long, Uint8Array.of(1), 60_000)).stored).toBe(true);
+    for (const id of ids.slice(0, 20)) await store.putIssuedIfAbsent(Uint8Array.from(id, (b) => b ^ 0xff), Uint8Array.of(2), 60_000);
+    expect(await store.putIssuedIfAbsent(long, Uint8Array.of(3), 60_000)).toEqual({ stored: false, bytes: new Uint8Array(0) });
+  } finally {
+    await store.close();
+  }
+});
+
+test('with no room for one more live request id, puts fail as the store being unavailable, not by forgetting', async () => {
+  const store = await openEmbeddedStore({ dir: tmp, issuedMaxEntries: 4, issuedIdsMax: 16 });
+  try {
+    const id = (i: number) => Uint8Array.from({ length: 16 }, (_, k) => (k === 0 ? i : 0x33));
+    for (let i = 0; i < 12; i++) expect((await store.putIssuedIfAbsent(id(i), Uint8Array.of(1), 60_000)).stored).toBe(true);
+    await expect(store.putIssuedIfAbsent(id(12), Uint8Array.of(1), 60_000)).rejects.toThrow(StoreUnavailableError);
+    await expect(store.putIssuedIfAbsent(id(12), Uint8Array.of(1), 60_000)).rejects.toThrow(/request ids held until they expire.*issuedIdsMax/);
+    expect((await store.putIssuedIfAbsent(id(0), Uint8Array.of(9), 60_000)).stored).toBe(false);
+  } finally {
+    await store.close();
+  }
+});
