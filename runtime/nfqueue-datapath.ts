@@ -116,6 +116,8 @@ export class NfqueueDatapath implements Datapath {
   close(): void {
     for (const h of this.held.values()) h.queue.drop(h.id);
     this.held.clear();
+    // Unbinding sends those drops first; the kernel then drops whatever is still queued.
+    for (const q of this.queues.splice(0)) q.close();
     this.raw.close();
   }
 }
