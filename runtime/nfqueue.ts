@@ -10,8 +10,7 @@
 //
 // Without a reader on the queue the kernel drops queued packets (neither binding sets `bypass`
 // or fail-open): a stopped daemon fails closed.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { loadNativeAddon } from '../common/native-addon';
 
 /** The verdict codes of linux/netfilter.h. */
 const NF_DROP = 0;
@@ -56,32 +55,8 @@ export interface NativeNfq {
   Queue: new (queue: number, rcvbufBytes: number, batchMax: number, onBatch: (count: number, data: Buffer) => void) => NativeQueue;
 }
 
-const ADDON = path.join('native', 'nfq', 'build', 'Release', 'cg_nfq.node');
-
-/** The package root: the nearest directory above this file with the addon in it (source or dist/ layout). */
-function addonPath(): string | null {
-  for (let dir = __dirname, i = 0; i < 5; i++, dir = path.dirname(dir)) {
-    const p = path.join(dir, ADDON);
-    if (fs.existsSync(p)) return p;
-  }
-  return null;
-}
-
-function load(): NativeNfq | null {
-  if (process.env.CIPHERGATE_NATIVE_NFQ === '0') return null;
-  const p = addonPath();
-  if (p === null) return null;
-  try {
-    const m = { exports: {} as NativeNfq };
-    process.dlopen(m, p);
-    return m.exports;
-  } catch {
-    return null; // built for another node ABI, say: the fallback is correct, only slower
-  }
-}
-
 /** The native binding, or null when it is not built (or CIPHERGATE_NATIVE_NFQ=0). */
-export const nativeNfq: NativeNfq | null = load();
+export const nativeNfq: NativeNfq | null = loadNativeAddon<NativeNfq>('nfq', 'cg_nfq', 'CIPHERGATE_NATIVE_NFQ');
 
 /** What NfQueue needs of a binding. mark null: leave the packet's mark as it is. */
 interface Binding {
