@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import type { AgentConfig } from '../client-agent/config';
 import type { GatewayConfig } from '../gateway/config';
+import { loadNativeAddon } from '../common/native-addon';
 
 export type CheckName = 'privileges' | 'interface' | 'offloads' | 'nfqueue' | 'conntrack' | 'packet-filter' | 'packet-capture' | 'addon';
 
@@ -237,6 +238,8 @@ async function kernelFeature(run: Runner, exists: (p: string) => Promise<boolean
 }
 
 function addonError(name: AddonName): string | null {
+  // NFQUEUE runs on our own native/nfq when it is built; the npm addon is only its fallback.
+  if (name === 'nfqueue' && loadNativeAddon('nfq', 'cg_nfq', 'CIPHERGATE_NATIVE_NFQ') !== null) return null;
   try {
     createRequire(__filename)(name);
     return null;

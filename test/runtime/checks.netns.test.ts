@@ -23,12 +23,16 @@ maybe('start-up checks in a network namespace', () => {
     ns = await lab.namespace('dp');
     peerNs = await lab.namespace('peer');
     dev = (await lab.veth(ns, peerNs)).devA;
-    // The checks as plain JS for a node process started inside the namespace.
+    // The checks (and the one module they import) as plain JS, in the source layout, for a node
+    // process started inside the namespace.
     const dir = await lab.tmpdir();
     fs.chmodSync(dir, 0o755);
-    script = path.join(dir, 'checks.js');
-    const js = transformFileSync(path.join(__dirname, '..', '..', 'runtime', 'checks.ts'), { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }).code;
-    fs.writeFileSync(script, js, { mode: 0o644 });
+    for (const rel of ['runtime/checks', 'common/native-addon']) {
+      const js = transformFileSync(path.join(__dirname, '..', '..', `${rel}.ts`), { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }).code;
+      fs.mkdirSync(path.join(dir, path.dirname(rel)), { recursive: true, mode: 0o755 });
+      fs.writeFileSync(path.join(dir, `${rel}.js`), js, { mode: 0o644 });
+    }
+    script = path.join(dir, 'runtime', 'checks.js');
   });
   afterAll(() => lab.cleanup());
 
