@@ -274,8 +274,9 @@ async function closedLoop(client: KdcClient, frames: Uint8Array[], concurrency: 
  * Sends at `rate`/s for `seconds`, never waiting for answers: a 1 ms timer sends what is due, so
  * requests leave in bursts of rate/1000, as from many gateways at once. Latency runs from the
  * moment a request is handed to the client library. Because sending never waits for the KDC, a
- * KDC stall still counts in full (the requests due meanwhile are sent and wait); a stall of this
- * process (its timer waking late, its GC) does not, as it is not the KDC's.
+ * KDC stall still counts in full (the requests due meanwhile are sent and wait). A late timer
+ * here does not delay any start, but a pause of this process (its GC) delays the stamping of
+ * the answers that arrive during it: that inflates the tail, it never hides a KDC stall.
  */
 async function openLoop(client: KdcClient, frames: Uint8Array[], rate: number, seconds: number): Promise<Run> {
   const total = Math.min(frames.length, Math.floor(rate * seconds));
