@@ -97,18 +97,24 @@ export function tagInto(
   }
 }
 
-/** Where the SACK option sits in an options list, if anywhere. */
-function findSack(options: Uint8Array): { at: number; len: number } | null {
+/**
+ * Where the SACK option sits in an options list, if anywhere, and where the NOP options right
+ * before it start (found by walking options: a 0x01 byte inside another option's data is no NOP).
+ */
+function findSack(options: Uint8Array): { at: number; len: number; nopsFrom: number } | null {
   let i = 0;
+  let nopsFrom = 0;
   while (i < options.length) {
     const kind = options[i] as number;
     if (kind === OPT_NOP) {
       i++;
       continue;
     }
-    const len = options[i + 1] as number;
-    if (kind === OPT_SACK) return { at: i, len };
+    const len = options[i + 1] ?? 0;
+    if (kind === 0 || len < 2) return null; // end of list, or a length that cannot be walked
+    if (kind === OPT_SACK) return { at: i, len, nopsFrom };
     i += len;
+    nopsFrom = i;
   }
   return null;
 }
@@ -133,10 +139,8 @@ function makeRoom(options: Uint8Array, extra: number): Uint8Array | null {
       kept.set(options.subarray(sack.at, sack.at + kept.length));
       kept[1] = kept.length;
     } else {
-      // With the SACK option gone, the NOP pair that aligned it goes too.
-      let end = head.length;
-      while (end > 0 && end > head.length - 2 && head[end - 1] === OPT_NOP) end--;
-      pre = head.subarray(0, end);
+      // With the SACK option gone, the NOP pair that aligned it goes too (at most two NOPs).
+      pre = head.subarray(0, Math.max(sack.nopsFrom, head.length - 2));
     }
     if (pre.length + kept.length + tail.length + extra <= TCP_OPTIONS_MAX) return Uint8Array.from([...pre, ...kept, ...tail]);
   }
