@@ -54,3 +54,13 @@ export function required(args: ParsedArgs, name: string): string {
   if (v === undefined) throw new UsageError(`--${name} is required`);
   return v;
 }
+
+/** What `ciphergate gateway` and `ciphergate agent` take: `[--config FILE] [--check | --closed-rules]`. */
+export function parseDaemonArgs(argv: readonly string[], defaultConfig: string): { file: string; check: boolean; closedRules: boolean } {
+  const args = parseArgs(argv, { values: ['config'], booleans: ['check', 'closed-rules'] });
+  if (args.positionals.length > 0) throw new UsageError(`unexpected argument '${args.positionals[0]}'`);
+  const check = args.booleans.has('check');
+  const closedRules = args.booleans.has('closed-rules');
+  if (check && closedRules) throw new UsageError('--check and --closed-rules do not go together');
+  return { file: args.values.get('config') ?? defaultConfig, check, closedRules };
+}

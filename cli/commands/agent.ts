@@ -2,8 +2,8 @@ import { DEFAULT_AGENT_CONFIG_PATH, loadAgentConfig } from '../../client-agent/c
 import { AgentDaemon, agentClosedSteering } from '../../client-agent/daemon';
 import { jsonLogger, runUntilSignalled } from '../../runtime/daemon-kit';
 import { installClosedRules } from '../../runtime/steering';
-import { parseArgs } from '../args';
-import { type Command, UsageError } from '../command';
+import { parseDaemonArgs } from '../args';
+import type { Command } from '../command';
 
 const usage = `usage: ciphergate agent [--config FILE] [--check | --closed-rules]
 
@@ -28,12 +28,9 @@ export const command: Command = {
   summary: 'run the client agent (host mode, NFQUEUE)',
   usage,
   async run(argv) {
-    const args = parseArgs(argv, { values: ['config'], booleans: ['check', 'closed-rules'] });
-    if (args.positionals.length > 0) throw new UsageError(`unexpected argument '${args.positionals[0]}'`);
-    if (args.booleans.has('check') && args.booleans.has('closed-rules')) throw new UsageError('--check and --closed-rules do not go together');
-    const file = args.values.get('config') ?? DEFAULT_AGENT_CONFIG_PATH;
+    const { file, check, closedRules } = parseDaemonArgs(argv, DEFAULT_AGENT_CONFIG_PATH);
     const config = loadAgentConfig(file);
-    if (args.booleans.has('closed-rules')) {
+    if (closedRules) {
       const backend = await installClosedRules(agentClosedSteering(config));
       process.stdout.write(`installed the stopped-agent rules (${backend}): connections to require destinations are reset\n`);
       return 0;
@@ -41,7 +38,7 @@ export const command: Command = {
     const log = jsonLogger(process.stdout, config.log.level, { role: 'agent' });
     const { runStartupChecks, agentNeeds } = await import('../../runtime/checks');
     await runStartupChecks(agentNeeds(config));
-    if (args.booleans.has('check')) {
+    if (check) {
       process.stdout.write(`config ${file} is valid and this host passes the start-up checks\n`);
       return 0;
     }

@@ -3,8 +3,8 @@ import { GatewayDaemon, type GatewayDaemonOptions, gatewayClosedSteering } from 
 import { isGatewayWorker, runGatewayPrimary, runGatewayWorker } from '../../gateway/workers';
 import { jsonLogger, runUntilSignalled } from '../../runtime/daemon-kit';
 import { installClosedRules } from '../../runtime/steering';
-import { parseArgs } from '../args';
-import { type Command, UsageError } from '../command';
+import { parseDaemonArgs } from '../args';
+import type { Command } from '../command';
 
 const usage = `usage: ciphergate gateway [--config FILE] [--check | --closed-rules]
 
@@ -34,12 +34,9 @@ export const command: Command = {
   summary: 'run the gateway datapath (router, host or bridge mode)',
   usage,
   async run(argv) {
-    const args = parseArgs(argv, { values: ['config'], booleans: ['check', 'closed-rules'] });
-    if (args.positionals.length > 0) throw new UsageError(`unexpected argument '${args.positionals[0]}'`);
-    if (args.booleans.has('check') && args.booleans.has('closed-rules')) throw new UsageError('--check and --closed-rules do not go together');
-    const file = args.values.get('config') ?? DEFAULT_GATEWAY_CONFIG_PATH;
+    const { file, check, closedRules } = parseDaemonArgs(argv, DEFAULT_GATEWAY_CONFIG_PATH);
     const config = loadGatewayConfig(file);
-    if (args.booleans.has('closed-rules')) {
+    if (closedRules) {
       if (config.mode === 'bridge') {
         process.stdout.write('bridge mode installs no rules: a stopped bridge forwards nothing\n');
         return 0;
@@ -59,7 +56,7 @@ export const command: Command = {
     }
     const { runStartupChecks, gatewayNeeds } = await import('../../runtime/checks');
     await runStartupChecks(gatewayNeeds(config));
-    if (args.booleans.has('check')) {
+    if (check) {
       process.stdout.write(`config ${file} is valid and this host passes the start-up checks\n`);
       return 0;
     }
