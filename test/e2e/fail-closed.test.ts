@@ -126,24 +126,15 @@ describeE2E('fail closed (router mode)', () => {
     await works();
   }, 90_000);
 
-  test('agent stopped: refused within 2 s, nothing crosses', async () => {
-    await lab.stop('agent');
-    try {
-      const r = await refusedAttempt('agent');
-      expect(r.serverSyns).toBe(0);
-    } finally {
-      await lab.startAgent();
-    }
-    await works();
-  }, 90_000);
+  const start = (role: 'gateway' | 'agent') => (role === 'gateway' ? lab.startGateway() : lab.startAgent());
 
-  test('gateway stopped (SIGTERM): its guard rules refuse within 2 s, nothing crosses', async () => {
-    await lab.stop('gateway');
+  test.each(['agent', 'gateway'] as const)('%s stopped (SIGTERM): its guard rules refuse within 2 s, nothing crosses', async (role) => {
+    await lab.stop(role);
     try {
-      const r = await refusedAttempt('gateway');
+      const r = await refusedAttempt(role);
       expect(r.serverSyns).toBe(0);
     } finally {
-      await lab.startGateway();
+      await start(role);
     }
     await works();
   }, 90_000);
@@ -160,8 +151,7 @@ describeE2E('fail closed (router mode)', () => {
       const r = await refusedAttempt(`${role}-killed`);
       expect(r.serverSyns).toBe(0);
     } finally {
-      if (role === 'gateway') await lab.startGateway();
-      else await lab.startAgent();
+      await start(role);
     }
     await works();
   }, 90_000);
