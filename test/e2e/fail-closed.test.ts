@@ -11,14 +11,13 @@ import {
   counter,
   daemonStatus,
   describeE2E,
-  expectDaemonsUp,
   payloadBytes,
   sleep,
   tcpSegments,
   timedCurl,
   touchesPort,
   uniqueSeed,
-  upLab,
+  useLab,
   url,
 } from './helpers';
 
@@ -29,15 +28,9 @@ const REFUSED = [7, 56];
 describeE2E('fail closed (router mode)', () => {
   let lab: CiphergateLab;
 
-  beforeAll(async () => {
-    lab = await upLab('failclosed', { mode: 'router', gatewayTimers: { lingerMs: 1000 }, agentTimers: { lingerMs: 1000 } });
-  }, 120_000);
-
-  afterEach(() => expectDaemonsUp(lab));
-
-  afterAll(async () => {
-    await lab?.down();
-  }, 60_000);
+  useLab('failclosed', { mode: 'router', gatewayTimers: { lingerMs: 1000 }, agentTimers: { lingerMs: 1000 } }, (l) => {
+    lab = l;
+  });
 
   /** One refused attempt with a unique marker in the request, captured on both links. */
   async function refusedAttempt(tag: string): Promise<{ attempt: Attempt; wireSyns: number; serverSyns: number }> {

@@ -63,6 +63,22 @@ export function expectDaemonsUp(lab: CiphergateLab | undefined): void {
   }
 }
 
+/**
+ * The hooks of an e2e suite: one lab for the whole suite (`ready` gets it once it is up, for the
+ * suite's own set-up), every daemon checked after each test, and the lab torn down at the end.
+ */
+export function useLab(tag: string, opts: Omit<LabOptions, 'dir'>, ready: (lab: CiphergateLab) => void | Promise<void>): void {
+  let lab: CiphergateLab | undefined;
+  beforeAll(async () => {
+    lab = await upLab(tag, opts);
+    await ready(lab);
+  }, 120_000);
+  afterEach(() => expectDaemonsUp(lab));
+  afterAll(async () => {
+    await lab?.down();
+  }, 60_000);
+}
+
 export const url = (host: string, port: number, p: string) => `http://${host.includes(':') ? `[${host}]` : host}${port === 80 ? '' : `:${port}`}${p}`;
 
 export const uniqueSeed = (what: string) => `${what}-${randomBytes(6).toString('hex')}`;

@@ -13,7 +13,6 @@ import {
   SACK,
   type Segment,
   describeE2E,
-  expectDaemonsUp,
   downloadSha256,
   hasTcpOption,
   labBytes,
@@ -21,7 +20,7 @@ import {
   tcpSegments,
   touchesPort,
   uniqueSeed,
-  upLab,
+  useLab,
   uploadSha256,
   url,
   writeSeededFile,
@@ -35,21 +34,15 @@ describeE2E('impairments: loss, ECN, SACK, IPv6 (router mode)', () => {
   let lab: CiphergateLab;
   const rules: LossRule[] = [];
 
-  beforeAll(async () => {
-    lab = await upLab('impair', { mode: 'router', gatewayTimers: { lingerMs: 1000 }, agentTimers: { lingerMs: 1000 } });
+  useLab('impair', { mode: 'router', gatewayTimers: { lingerMs: 1000 }, agentTimers: { lingerMs: 1000 } }, async (l) => {
+    lab = l;
     for (const ns of [lab.client.ns, lab.server.ns]) await lab.netns.sysctl(ns, 'net.ipv4.tcp_ecn', 1);
     for (const ns of [lab.client.ns, lab.server.ns]) expect((await lab.netns.exec(ns, 'sysctl', ['-n', 'net.ipv4.tcp_sack'])).stdout.trim()).toBe('1');
     // Server to client: dropped at the client's ingress (after the wire capture saw it).
     rules.push(await lab.netns.addLoss(lab.client.ns, { dev: 'c0', percent: LOSS_PERCENT, match: `tcp sport ${PORTS}` }));
     // Client to server: dropped at the gateway's ingress, before the gateway sees it.
     rules.push(await lab.netns.addLoss(lab.gatewayNs, { dev: 'g0', percent: LOSS_PERCENT, match: `tcp dport ${PORTS}` }));
-  }, 120_000);
-
-  afterEach(() => expectDaemonsUp(lab));
-
-  afterAll(async () => {
-    await lab?.down();
-  }, 60_000);
+  });
 
   const dropped = async () => Promise.all(rules.map((r) => r.dropped()));
 

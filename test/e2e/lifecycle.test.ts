@@ -11,7 +11,6 @@ import {
   counter,
   daemonStatus,
   describeE2E,
-  expectDaemonsUp,
   downloadSha256,
   eventually,
   sleep,
@@ -19,7 +18,7 @@ import {
   tcpSegments,
   timedCurl,
   uniqueSeed,
-  upLab,
+  useLab,
   url,
 } from './helpers';
 
@@ -28,16 +27,10 @@ const IDLE_MS = 3000;
 describeE2E('lifecycle: idle timeout and SIGHUP reload (router mode)', () => {
   let lab: CiphergateLab;
 
-  beforeAll(async () => {
-    const timers = { lingerMs: 1000, idleTimeoutMs: IDLE_MS };
-    lab = await upLab('lifecycle', { mode: 'router', gatewayTimers: timers, agentTimers: timers });
-  }, 120_000);
-
-  afterEach(() => expectDaemonsUp(lab));
-
-  afterAll(async () => {
-    await lab?.down();
-  }, 60_000);
+  const timers = { lingerMs: 1000, idleTimeoutMs: IDLE_MS };
+  useLab('lifecycle', { mode: 'router', gatewayTimers: timers, agentTimers: timers }, (l) => {
+    lab = l;
+  });
 
   test('an idle flow: keys discarded on both sides after idleTimeoutMs, later data never in plaintext', async () => {
     const marker = uniqueSeed('after-idle');

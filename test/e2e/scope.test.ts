@@ -8,7 +8,6 @@ import {
   counter,
   daemonStatus,
   describeE2E,
-  expectDaemonsUp,
   downloadSha256,
   fromPort,
   labBytes,
@@ -19,22 +18,16 @@ import {
   touchesPort,
   toPort,
   uniqueSeed,
-  upLab,
+  useLab,
   url,
 } from './helpers';
 
 describeE2E('scope without an agent (router mode)', () => {
   let lab: CiphergateLab;
 
-  beforeAll(async () => {
-    lab = await upLab('scope', { mode: 'router', noAgent: true, serviceMode: 'require' });
-  }, 120_000);
-
-  afterEach(() => expectDaemonsUp(lab));
-
-  afterAll(async () => {
-    await lab?.down();
-  }, 60_000);
+  useLab('scope', { mode: 'router', noAgent: true, serviceMode: 'require' }, (l) => {
+    lab = l;
+  });
 
   test('a require-mode service refuses a flow without the option: RST within 2 s, nothing reaches the server', async () => {
     const before = await daemonStatus(lab, 'gateway');

@@ -13,7 +13,6 @@ import {
   counter,
   daemonStatus,
   describeE2E,
-  expectDaemonsUp,
   downloadSha256,
   eventually,
   fromPort,
@@ -26,7 +25,7 @@ import {
   timedCurl,
   touchesPort,
   uniqueSeed,
-  upLab,
+  useLab,
   uploadSha256,
   url,
   writeSeededFile,
@@ -53,15 +52,9 @@ export function datapathSuite(o: SuiteOptions): void {
     const srv = () => lab.server;
     const mb = o.integrityBytes / 1e6;
 
-    beforeAll(async () => {
-      lab = await upLab(o.mode, { mode: o.mode, gatewayTimers: { lingerMs: 1000 }, agentTimers: { lingerMs: 1000 } });
-    }, 120_000);
-
-    afterEach(() => expectDaemonsUp(lab));
-
-    afterAll(async () => {
-      await lab?.down();
-    }, 60_000);
+    useLab(o.mode, { mode: o.mode, gatewayTimers: { lingerMs: 1000 }, agentTimers: { lingerMs: 1000 } }, (l) => {
+      lab = l;
+    });
 
     test('curl over IPv4 and IPv6 reaches the protected web server through keyed flows', async () => {
       const before = await daemonStatus(lab, 'gateway');
