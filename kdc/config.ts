@@ -22,7 +22,8 @@
 // Redis options besides the mode's own: username, password or passwordEnv, tls ({ caFile,
 // servername } or true), keyPrefix, db (standalone/sentinel), sentinelUsername,
 // sentinelPassword(Env), timeoutMs, connectTimeoutMs, maxPending, waitForReplicas.
-// Embedded options besides path: compactAfterRecords, lockTimeoutMs.
+// Embedded options besides path: compactAfterRecords, lockTimeoutMs, issuedMaxEntries (full
+// answers kept for retries), issuedIdsMax (request ids held until they expire; see store/embedded.ts).
 import * as path from 'node:path';
 import type { BackendName } from '../common/crypto/backend';
 import type { MasterKeySource } from './master-key';
