@@ -1,13 +1,14 @@
 // KDC throughput and latency, measured the way gateways see it: a real `ciphergate kdc`
-// process (one process, one event loop) serving sealed ISSUE_REQUESTs over TCP, driven from this
-// process through KdcClient on one pipelined connection.
+// process (one process, one event loop) serving sealed ISSUE_REQUESTs over TCP on one pipelined
+// connection, driven from this process by a lean load generator (bench/kdc-load.ts) whose own
+// garbage collection cannot pass for KDC latency.
 //
 // Cases, for each store (a real redis-server on a free loopback port, and the embedded store):
 //   closed-loop  N requests kept in flight (concurrency 1, 16, 64, 256 by default): issues/s and
 //                latency percentiles;
-//   open-loop    requests sent on a fixed schedule at half the throughput target; latency is
-//                measured from the scheduled send time, so a stall counts in full (no
-//                coordinated omission).
+//   open-loop    requests sent on a fixed schedule (every millisecond, what is due) at half
+//                the throughput target, never waiting for answers, so a KDC stall counts in
+//                full (no coordinated omission).
 // Baseline: `redis-benchmark -t get` against the same redis-server (50 clients, and 1 client).
 // Breakdown: what one issue costs inside the KDC, measured in this process on the same inputs
 // (the pure issuing core; a Redis put-if-absent round trip) plus the KDC process's CPU time per
@@ -23,16 +24,16 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { nodeBackend } from '../common/crypto/node-backend';
 import { systemRandom } from '../common/crypto/random';
-import { decodeKdcMessage, encodeIssueResponse, type IssueRequestFields, KDC_ERROR_NAMES, KdcType, type IssueRequestMsg } from '../common/protocol/kdc-messages';
+import { decodeKdcMessage, encodeIssueResponse, type IssueRequestFields, type IssueRequestMsg } from '../common/protocol/kdc-messages';
 import { deriveRequestAuthKey, sealIssueRequest } from '../common/protocol/kdc-request-auth';
 import { deriveTicketKey } from '../common/protocol/ticket';
 import { runKdcAdmin } from '../cli/commands/kdc-admin';
-import { KdcClient } from '../kdc/client';
 import { authenticate, issueAuthenticated, type PrincipalRecord } from '../kdc/issuer';
 import { loadKeyFile } from '../kdc/key-file';
 import { pooledRandom } from '../kdc/server';
 import { RedisKdcStore } from '../kdc/store/redis';
 import { freePort, redisAvailable, startRedisStandalone, type RedisStandalone } from '../test/helpers/redis';
+import { buildBatch, KdcLoad, type RequestBatch } from './kdc-load';
 import { formatNumber, formatTable, machineInfo, writeResult } from './report';
 
 export const KDC_TARGETS = {
@@ -186,10 +187,10 @@ async function makeLab(store: KdcStoreKind, redis: RedisStandalone | null, kdcPo
   return { dir, config, gateway: { principal: k.principal, kvno: k.kvno, key: k.key } };
 }
 
-function fields(gw: Lab['gateway']): IssueRequestFields {
+function fields(gw: Lab['gateway'], requestId?: Uint8Array): IssueRequestFields {
   const r = randomBytes(16 + 8 + 4 + 16 + 16);
   return {
-    requestId: r.subarray(0, 16),
+    requestId: requestId ?? r.subarray(0, 16),
     gatewayPrincipal: gw.principal,
     gatewayKvno: gw.kvno,
     clientPrincipal: 'alice',
@@ -207,6 +208,12 @@ function sealMany(gw: Lab['gateway'], n: number): Uint8Array[] {
   const out: Uint8Array[] = new Array(n);
   for (let i = 0; i < n; i++) out[i] = sealIssueRequest(nodeBackend, gw.key, fields(gw));
   return out;
+}
+
+/** `n` unique requests end to end, request i's requestId starting with i (bench/kdc-load.ts). */
+function sealBatch(gw: Lab['gateway'], n: number): RequestBatch {
+  const tails = randomBytes(12 * n);
+  return buildBatch(n, (id) => sealIssueRequest(nodeBackend, gw.key, fields(gw, id)), (i) => tails.subarray(12 * i, 12 * i + 12));
 }
 
 async function startKdcProcess(cli: string, lab: Lab, httpPort: number, nodeArgs: readonly string[]): Promise<ChildProcess> {
@@ -228,90 +235,6 @@ async function startKdcProcess(cli: string, lab: Lab, httpPort: number, nodeArgs
     }
     await sleep(50);
   }
-}
-
-function answerName(frame: Uint8Array): string {
-  if (frame[5] === KdcType.IssueResponse) return 'ok';
-  const d = decodeKdcMessage(frame);
-  return d.ok && d.value.message.type === KdcType.IssueError ? KDC_ERROR_NAMES[d.value.message.code] : 'undecodable';
-}
-
-interface Run {
-  answers: number;
-  refusals: Record<string, number>;
-  lat: Float64Array;
-  seconds: number;
-  maxInFlight: number;
-}
-
-/** Keeps `concurrency` requests in flight for `seconds`. */
-async function closedLoop(client: KdcClient, frames: Uint8Array[], concurrency: number, seconds: number): Promise<Run> {
-  const lat = new Float64Array(frames.length);
-  const refusals: Record<string, number> = {};
-  let next = 0;
-  let answers = 0;
-  const t0 = performance.now();
-  const end = t0 + seconds * 1000;
-  const worker = async () => {
-    while (performance.now() < end && next < frames.length) {
-      const f = frames[next++] as Uint8Array;
-      const s = performance.now();
-      const a = await client.request(f);
-      lat[answers++] = performance.now() - s;
-      if (a[5] !== KdcType.IssueResponse) {
-        const n = answerName(a);
-        refusals[n] = (refusals[n] ?? 0) + 1;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  const elapsed = (performance.now() - t0) / 1000;
-  if (next >= frames.length) throw new Error(`ran out of pre-sealed requests (${frames.length}) before ${seconds} s`);
-  return { answers, refusals, lat, seconds: elapsed, maxInFlight: concurrency };
-}
-
-/**
- * Sends at `rate`/s for `seconds`, never waiting for answers: a 1 ms timer sends what is due, so
- * requests leave in bursts of rate/1000, as from many gateways at once. Latency runs from the
- * moment a request is handed to the client library. Because sending never waits for the KDC, a
- * KDC stall still counts in full (the requests due meanwhile are sent and wait). A late timer
- * here does not delay any start, but a pause of this process (its GC) delays the stamping of
- * the answers that arrive during it: that inflates the tail, it never hides a KDC stall.
- */
-async function openLoop(client: KdcClient, frames: Uint8Array[], rate: number, seconds: number): Promise<Run> {
-  const total = Math.min(frames.length, Math.floor(rate * seconds));
-  const lat = new Float64Array(total);
-  const refusals: Record<string, number> = {};
-  let answers = 0;
-  let sent = 0;
-  let inFlight = 0;
-  let maxInFlight = 0;
-  const t0 = performance.now();
-  const onAnswer = (start: number) => (a: Uint8Array) => {
-    inFlight--;
-    lat[answers++] = performance.now() - start;
-    if (a[5] !== KdcType.IssueResponse) {
-      const n = answerName(a);
-      refusals[n] = (refusals[n] ?? 0) + 1;
-    }
-  };
-  await new Promise<void>((resolve, reject) => {
-    const tick = () => {
-      const now = performance.now();
-      const due = Math.min(total, Math.floor(((now - t0) * rate) / 1000));
-      while (sent < due) {
-        const f = frames[sent++] as Uint8Array;
-        inFlight++;
-        if (inFlight > maxInFlight) maxInFlight = inFlight;
-        const start = performance.now();
-        client.request(f).then(onAnswer(start), reject);
-      }
-      if (answers === total) resolve();
-      else setTimeout(tick, 1);
-    };
-    tick();
-  });
-  return { answers, refusals, lat, seconds: (performance.now() - t0) / 1000, maxInFlight };
 }
 
 function redisBenchmark(port: number, clients: number, requests: number): Promise<RedisBaseline | null> {
@@ -413,17 +336,17 @@ export async function runKdcBench(options: KdcBenchOptions): Promise<KdcBenchRes
       const lab = await makeLab(store, redis, kdcPort, httpPort);
       if (store === stores[0]) breakdown = { ...breakdown, ...measureCore(lab.gateway) };
       const child = await startKdcProcess(cli, lab, httpPort, options.kdcNodeArgs ?? []);
-      const client = new KdcClient({ endpoints: [`127.0.0.1:${kdcPort}`], timeoutMs: 10_000, retries: 0, maxPending: 100_000 });
+      const load = await KdcLoad.connect('127.0.0.1', kdcPort);
       try {
         const measure = async (mode: KdcCase['mode'], concurrency: number, rate: number | null): Promise<KdcCase> => {
           options.onCase?.(`${store} ${mode} ${rate === null ? `concurrency ${concurrency}` : `${rate}/s`}`);
           // Warm-up: JIT, caches, connections.
-          await closedLoop(client, sealMany(lab.gateway, 2000), Math.max(concurrency, 16), 0.3).catch(() => undefined);
+          await load.closedLoop(sealBatch(lab.gateway, 20_000), Math.max(concurrency, 16), 0.3);
           const budget = Math.ceil((rate ?? 60_000) * seconds * 1.1) + 1000;
-          const frames = sealMany(lab.gateway, budget);
+          const batch = sealBatch(lab.gateway, budget);
           const cpu0 = procCpuSeconds(child.pid as number);
           const me0 = process.cpuUsage();
-          const run = rate === null ? await closedLoop(client, frames, concurrency, seconds) : await openLoop(client, frames, rate, seconds);
+          const run = rate === null ? await load.closedLoop(batch, concurrency, seconds) : await load.openLoop(batch, rate, seconds);
           const cpu1 = procCpuSeconds(child.pid as number);
           const me = process.cpuUsage(me0);
           const kdcCpu = cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : null;
@@ -451,7 +374,7 @@ export async function runKdcBench(options: KdcBenchOptions): Promise<KdcBenchRes
         cases.push(await measure('open-loop', 0, KDC_TARGETS.issuesPerSecond / 2));
         if (half < KDC_TARGETS.issuesPerSecond / 2) cases.push(await measure('open-loop', 0, half));
       } finally {
-        client.close();
+        load.close();
         child.kill('SIGTERM');
         await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
         fs.rmSync(lab.dir, { recursive: true, force: true });

@@ -23,7 +23,7 @@
 // servername } or true), keyPrefix, db (standalone/sentinel), sentinelUsername,
 // sentinelPassword(Env), timeoutMs, connectTimeoutMs, maxPending, waitForReplicas.
 // Embedded options besides path: compactAfterRecords, lockTimeoutMs, issuedMaxEntries (full
-// answers kept for retries), issuedIdsMax (request ids held until they expire; see store/embedded.ts).
+// answers kept for retries, 512 bytes each reserved), issuedIdsMax (request ids held until they expire; see store/embedded.ts).
 import * as path from 'node:path';
 import type { BackendName } from '../common/crypto/backend';
 import type { MasterKeySource } from './master-key';
@@ -84,7 +84,7 @@ function storeConfig(w: Walker, x: unknown, auditMaxLen: number): StoreConfig | 
       dir: w.path('store.embedded.path', e.path, DEFAULT_STORE_PATH) as string,
       compactAfterRecords: w.int('store.embedded.compactAfterRecords', e.compactAfterRecords, 1, 1_000_000, 1000),
       lockTimeoutMs: w.int('store.embedded.lockTimeoutMs', e.lockTimeoutMs, 10, 60_000, 2000),
-      issuedMaxEntries: w.int('store.embedded.issuedMaxEntries', e.issuedMaxEntries, 1, 10_000_000, 100_000),
+      issuedMaxEntries: w.int('store.embedded.issuedMaxEntries', e.issuedMaxEntries, 1, 4_000_000, 100_000),
       issuedIdsMax: w.int('store.embedded.issuedIdsMax', e.issuedIdsMax, 16, 2 ** 28, 2 ** 24),
       auditMaxLen,
     };

@@ -12,16 +12,18 @@
 // reading only the new bytes. Compaction writes a new file, fsyncs it, renames it over store.log
 // and fsyncs the directory; readers see the new inode and reload.
 //
-// Issued-response records live in memory only: full answers for the newest `issuedMaxEntries`
-// (they serve retries), and every answered request id until its record would expire, off the
-// heap (request-id-table.ts), so an id whose answer was dropped is refused, never answered with
-// a second key. A single-node KDC that restarts starts a fresh idempotency window.
+// Issued-response records live in memory only, off the JS heap: full answers for the newest
+// `issuedMaxEntries` (they serve retries; answer-ring.ts), and every answered request id until
+// its record would expire (request-id-table.ts), so an id whose answer was dropped is refused,
+// never answered with a second key. A single-node KDC that restarts starts a fresh idempotency
+// window.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { ok, err } from '../../common/result';
+import { AnswerRing } from './answer-ring';
 import { RequestIdTable } from './request-id-table';
 import {
   type AuditEntry,
@@ -55,12 +57,15 @@ export interface EmbeddedStoreOptions {
   compactAfterRecords?: number;
   /** How long a write waits for another process's lock. Default 2000 ms. */
   lockTimeoutMs?: number;
-  /** Bound on in-memory full answers kept for retries. Default 100000. */
+  /**
+   * Full answers kept for retries, newest first. Default 100000, in one ring of 512 bytes per
+   * entry (51 MB) reserved at open; answers larger than typical (long names) lower the count.
+   */
   issuedMaxEntries?: number;
   /**
-   * Bound on request ids held until they expire (24 bytes each, grown on demand). Default 2^24
-   * (about 400 MB at most): 12.5 million live ids, 17k issues/s sustained over the default
-   * 720 s window. When full, requests are refused (store unavailable) until ids expire.
+   * Bound on request ids held until they expire (32 bytes each, grown on demand). Default 2^24
+   * (512 MB at most): 12.5 million live ids, 17k issues/s sustained over the default 720 s
+   * window. When full, requests are refused (store unavailable) until ids expire.
    */
   issuedIdsMax?: number;
 }
@@ -287,7 +292,6 @@ export class EmbeddedStore implements KdcStore {
   private readonly lock: FileLock;
   private readonly auditMaxLen: number;
   private readonly compactAfter: number;
-  private readonly issuedMax: number;
 
   private fd = -1;
   private ino = -1;
@@ -297,8 +301,9 @@ export class EmbeddedStore implements KdcStore {
   private closed = false;
   private chain: Promise<unknown> = Promise.resolve();
 
-  private readonly issued = new Map<string, { bytes: Uint8Array; expiresAt: number }>();
+  /** Every answered request id until it expires, with where its answer lies in `answers`. */
   private readonly issuedIds: RequestIdTable;
+  private readonly answers: AnswerRing;
   private auditSeq = 0;
   private audit = { ino: -1, scanned: 0, lines: 0 };
 
@@ -311,7 +316,7 @@ export class EmbeddedStore implements KdcStore {
     this.lock = new FileLock(path.join(dir, LOCK), opts.lockTimeoutMs ?? 2000, this.description);
     this.auditMaxLen = opts.auditMaxLen ?? 10_000;
     this.compactAfter = opts.compactAfterRecords ?? 1000;
-    this.issuedMax = opts.issuedMaxEntries ?? 100_000;
+    this.answers = new AnswerRing(opts.issuedMaxEntries ?? 100_000);
     this.issuedIds = new RequestIdTable(opts.issuedIdsMax ?? 2 ** 24, 4096, randomBytes(4).readUInt32LE(0));
   }
 
@@ -684,40 +689,24 @@ export class EmbeddedStore implements KdcStore {
   async putIssuedIfAbsent(requestId: Uint8Array, bytes: Uint8Array, ttlMs: number): Promise<IssuedPut> {
     this.check('putIssuedIfAbsent');
     checkIssuedArgs(requestId, bytes, ttlMs);
-    const key = Buffer.from(requestId.buffer, requestId.byteOffset, requestId.byteLength).toString('hex');
+    const id = idFingerprint(requestId);
     const now = Date.now();
-    const cur = this.issued.get(key);
-    if (cur && cur.expiresAt > now) return { stored: false, bytes: new Uint8Array(cur.bytes) };
-    switch (this.issuedIds.add(idFingerprint(requestId), now + ttlMs, now)) {
-      case 'present':
-        return { stored: false, bytes: new Uint8Array(0) }; // answered, and its answer dropped
-      case 'full':
-        throw new StoreUnavailableError(this.description, 'putIssuedIfAbsent', `${this.issuedIds.capacity} request ids held until they expire, no room for more (issuedIdsMax)`);
+    const held = this.issuedIds.get(id, now);
+    // Answered before: its answer, or nothing when the ring has dropped it (never a second key).
+    if (held !== undefined) return { stored: false, bytes: this.answers.read(held) ?? new Uint8Array(0) };
+    // The ring copies the answer in; the caller's bytes stay the caller's.
+    const at = this.answers.append(bytes);
+    if (this.issuedIds.add(id, now + ttlMs, now, at) === 'full') {
+      throw new StoreUnavailableError(this.description, 'putIssuedIfAbsent', `${this.issuedIds.capacity} request ids held until they expire, no room for more (issuedIdsMax)`);
     }
-    this.issued.delete(key);
-    if (this.issued.size >= this.issuedMax) this.evictIssued(now);
-    // The caller's bytes are kept as given (the service never changes an answer it sent).
-    this.issued.set(key, { bytes, expiresAt: now + ttlMs });
     return { stored: true, bytes };
   }
 
   async getIssued(requestId: Uint8Array): Promise<Uint8Array | null> {
     this.check('getIssued');
     checkIssuedArgs(requestId, null, null);
-    const cur = this.issued.get(Buffer.from(requestId).toString('hex'));
-    return cur && cur.expiresAt > Date.now() ? new Uint8Array(cur.bytes) : null;
-  }
-
-  /**
-   * Makes room for one record. The Map is in insertion order and the service uses one TTL, so
-   * the oldest records are the first to expire: drop from the front while expired or while full.
-   * O(records dropped), not O(records held).
-   */
-  private evictIssued(now: number): void {
-    for (const [k, v] of this.issued) {
-      if (v.expiresAt > now && this.issued.size < this.issuedMax) break;
-      this.issued.delete(k);
-    }
+    const held = this.issuedIds.get(idFingerprint(requestId), Date.now());
+    return held === undefined ? null : this.answers.read(held);
   }
 
   async ping(): Promise<void> {
@@ -731,7 +720,6 @@ export class EmbeddedStore implements KdcStore {
     await this.chain;
     if (this.fd >= 0) fs.closeSync(this.fd);
     this.fd = -1;
-    this.issued.clear();
   }
 }
 

@@ -1,15 +1,19 @@
 // Every request id the embedded store has answered, until its idempotency record would expire,
-// kept off the JS heap: 16 bytes of id and an 8-byte expiry (ms) per slot, open addressing with
-// linear probing in one ArrayBuffer that doubles as it fills.
+// kept off the JS heap: 16 bytes of id, an 8-byte expiry (ms) and an 8-byte value (where the
+// answer lies in the AnswerRing) per slot, open addressing with linear probing in one
+// ArrayBuffer that doubles as it fills.
 //
 // Why: the store keeps full answers (a few hundred bytes each) for only the newest records. An
 // id whose answer was dropped must still never be answered with a second session key, so its
-// id stays here for the whole window, at 24 bytes, and a late retry is refused instead.
+// id stays here for the whole window, at 32 bytes, and a late retry is refused instead. Off the
+// heap because a Map of a million small records costs every garbage collection.
 //
 // Slots are never emptied, only expired; an expired slot is reused by the next insert that
 // probes past it, and a rehash (on growth, or at the size limit) drops them all.
 const ID_LEN = 16;
-const SLOT = 24;
+const EXPIRY_AT = ID_LEN;
+const VALUE_AT = ID_LEN + 8;
+const SLOT = 32;
 const MAX_LOAD = 0.75;
 const REBUILD_LOAD = 0.6;
 
@@ -23,7 +27,7 @@ export class RequestIdTable {
   private used = 0;
   private readonly seed: number;
 
-  /** `maxSlots` bounds memory (24 bytes a slot); both sizes are rounded up to powers of two. */
+  /** `maxSlots` bounds memory (32 bytes a slot); both sizes are rounded up to powers of two. */
   constructor(
     private readonly maxSlots: number,
     initialSlots = 1024,
@@ -49,45 +53,55 @@ export class RequestIdTable {
   live(nowMs: number): number {
     const now = nowMs;
     let n = 0;
-    for (let i = 0; i <= this.mask; i++) if (this.view.getFloat64(i * SLOT + ID_LEN) > now) n++;
+    for (let i = 0; i <= this.mask; i++) if (this.view.getFloat64(i * SLOT + EXPIRY_AT) > now) n++;
     return n;
   }
 
   has(id: Uint8Array, nowMs: number): boolean {
+    return this.find(id, nowMs) >= 0;
+  }
+
+  /** The value recorded with `id`, or undefined when it is not recorded or has expired. */
+  get(id: Uint8Array, nowMs: number): number | undefined {
+    const i = this.find(id, nowMs);
+    return i < 0 ? undefined : this.view.getFloat64(i * SLOT + VALUE_AT);
+  }
+
+  private find(id: Uint8Array, now: number): number {
     checkId(id);
-    const now = nowMs;
     for (let i = this.hash(id) & this.mask; ; i = (i + 1) & this.mask) {
-      const exp = this.view.getFloat64(i * SLOT + ID_LEN);
-      if (exp === 0) return false;
-      if (exp > now && this.idAt(i, id)) return true;
+      const exp = this.view.getFloat64(i * SLOT + EXPIRY_AT);
+      if (exp === 0) return -1;
+      if (exp > now && this.idAt(i, id)) return i;
     }
   }
 
   /**
-   * Records `id` until `expiresAtMs`. 'present' when it is already recorded and unexpired;
-   * 'full' when `maxSlots` cannot hold one more live id (the caller must refuse, not forget).
+   * Records `id` with `value` until `expiresAtMs`. 'present' when it is already recorded and
+   * unexpired (its value unchanged); 'full' when `maxSlots` cannot hold one more live id (the
+   * caller must refuse, not forget).
    */
-  add(id: Uint8Array, expiresAtMs: number, nowMs: number): AddResult {
+  add(id: Uint8Array, expiresAtMs: number, nowMs: number, value = 0): AddResult {
     checkId(id);
     const now = nowMs;
     const exp = Math.max(now + 1, expiresAtMs);
     let reuse = -1;
     for (let i = this.hash(id) & this.mask; ; i = (i + 1) & this.mask) {
-      const e = this.view.getFloat64(i * SLOT + ID_LEN);
+      const e = this.view.getFloat64(i * SLOT + EXPIRY_AT);
       if (e === 0) break;
       if (e > now) {
         if (this.idAt(i, id)) return 'present';
       } else if (reuse < 0) reuse = i;
     }
     if (reuse >= 0) {
-      this.write(reuse, id, exp);
+      this.write(reuse, id, exp, value);
       return 'added';
     }
     if (this.used + 1 > MAX_LOAD * this.capacity && !this.grow(now)) return 'full';
     // The table may have been rebuilt: probe again for the first empty slot.
     let i = this.hash(id) & this.mask;
-    while (this.view.getFloat64(i * SLOT + ID_LEN) !== 0) i = (i + 1) & this.mask;
-    this.write(i, id, exp);
+    while (this.view.getFloat64(i * SLOT + EXPIRY_AT) !== 0) i = (i + 1) & this.mask;
+    this.write(i, id, exp, value);
     this.used++;
     return 'added';
   }
@@ -110,20 +124,21 @@ export class RequestIdTable {
     this.mask = n - 1;
     this.used = 0;
     for (let j = 0; j < oldCapacity; j++) {
-      const e = oldView.getFloat64(j * SLOT + ID_LEN);
+      const e = oldView.getFloat64(j * SLOT + EXPIRY_AT);
       if (e <= now) continue;
       const id = old.subarray(j * SLOT, j * SLOT + ID_LEN);
       let i = this.hash(id) & this.mask;
-      while (this.view.getFloat64(i * SLOT + ID_LEN) !== 0) i = (i + 1) & this.mask;
-      this.write(i, id, e);
+      while (this.view.getFloat64(i * SLOT + EXPIRY_AT) !== 0) i = (i + 1) & this.mask;
+      this.write(i, id, e, oldView.getFloat64(j * SLOT + VALUE_AT));
       this.used++;
     }
     return true;
   }
 
-  private write(i: number, id: Uint8Array, exp: number): void {
+  private write(i: number, id: Uint8Array, exp: number, value: number): void {
     this.slots.set(id, i * SLOT);
-    this.view.setFloat64(i * SLOT + ID_LEN, exp);
+    this.view.setFloat64(i * SLOT + EXPIRY_AT, exp);
+    this.view.setFloat64(i * SLOT + VALUE_AT, value);
   }
 
   private idAt(i: number, id: Uint8Array): boolean {

@@ -31,6 +31,15 @@ test('grows past its first size and keeps every live id; expired ones are droppe
   for (let i = 0; i < 6000; i++) expect(t.has(id(i), 100)).toBe(i >= 1000);
 });
 
+test('keeps the value recorded with each id through growth and slot reuse, and only while the id is live', () => {
+  const t = new RequestIdTable(1 << 16, 16);
+  for (let i = 0; i < 3000; i++) t.add(id(i), i % 2 === 0 ? 50 : 10_000, 0, i * 1000.5);
+  expect(t.add(id(1), 20_000, 0, 7)).toBe('present');
+  // Past 50 ms the even ids expire; new ids reuse their slots, and the odd ones keep their values.
+  for (let i = 3000; i < 4000; i++) t.add(id(i), 10_000, 100, -i);
+  for (let i = 0; i < 4000; i++) expect(t.get(id(i), 100)).toBe(i >= 3000 ? -i : i % 2 === 0 ? undefined : i * 1000.5);
+});
+
 test('full of live ids: refuses with "full", never forgets one; room again once they expire', () => {
   const t = new RequestIdTable(64, 16);
   let added = 0;
@@ -38,7 +47,7 @@ test('full of live ids: refuses with "full", never forgets one; room again once 
   expect(added).toBe(48); // 0.75 of the 64-slot limit
   expect(t.add(id(999), 1000, 0)).toBe('full');
   for (let i = 0; i < added; i++) expect(t.add(id(i), 1000, 0)).toBe('present');
-  expect(t.bytes).toBe(64 * 24);
+  expect(t.bytes).toBe(64 * 32);
   expect(t.add(id(999), 2000, 1000)).toBe('added');
   expect(t.has(id(0), 1000)).toBe(false);
 });
