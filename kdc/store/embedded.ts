@@ -63,9 +63,10 @@ export interface EmbeddedStoreOptions {
    */
   issuedMaxEntries?: number;
   /**
-   * Bound on request ids held until they expire (32 bytes each, grown on demand). Default 2^24
-   * (512 MB at most): 12.5 million live ids, 17k issues/s sustained over the default 720 s
-   * window. When full, requests are refused (store unavailable) until ids expire.
+   * Bound on request id slots held until they expire (32 bytes each, in per-minute tables of
+   * at most 75% load, grown on demand). Default 2^24 (512 MB at most): about 12k issues/s
+   * sustained over the default 720 s window. When full, requests are refused (store
+   * unavailable) until ids expire.
    */
   issuedIdsMax?: number;
 }

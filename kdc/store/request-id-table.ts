@@ -1,79 +1,158 @@
 // Every request id the embedded store has answered, until its idempotency record would expire,
 // kept off the JS heap: 16 bytes of id, an 8-byte expiry (ms) and an 8-byte value (where the
-// answer lies in the AnswerRing) per slot, open addressing with linear probing in one
-// ArrayBuffer that doubles as it fills.
+// answer lies in the AnswerRing) per 32-byte slot, open addressing with linear probing.
 //
 // Why: the store keeps full answers (a few hundred bytes each) for only the newest records. An
 // id whose answer was dropped must still never be answered with a second session key, so its
-// id stays here for the whole window, at 32 bytes, and a late retry is refused instead. Off the
-// heap because a Map of a million small records costs every garbage collection.
+// id stays here for the whole window, and a late retry is refused instead. Off the heap because
+// a Map of millions of small records costs every garbage collection.
 //
-// Slots are never emptied, only expired; an expired slot is reused by the next insert that
-// probes past it, and a rehash (on growth, or at the size limit) drops them all.
+// Generations: ids go into the current generation's table, and a new table starts every
+// `generationMs`, sized from the previous generation's count. A generation is dropped whole
+// once everything in it has expired. So the steady state never rehashes, and a growing rate
+// rehashes only the current generation: one big table would have to be rebuilt whole, which at
+// millions of ids froze the event loop for a good fraction of a second. A lookup probes each
+// live generation (the window / generationMs of them: 13 at the defaults).
 const ID_LEN = 16;
 const EXPIRY_AT = ID_LEN;
 const VALUE_AT = ID_LEN + 8;
 const SLOT = 32;
 const MAX_LOAD = 0.75;
-const REBUILD_LOAD = 0.6;
+const MIN_SLOTS = 16;
+export const GENERATION_MS = 60_000;
 
 export type AddResult = 'added' | 'present' | 'full';
 
-export class RequestIdTable {
-  private slots: Uint8Array;
-  private view: DataView;
-  private mask: number;
-  /** Slots in use (live or expired). */
-  private used = 0;
-  private readonly seed: number;
+/** One generation: a table that only fills (never reuses a slot) and is dropped whole. */
+class Generation {
+  slots: Uint8Array;
+  view: DataView;
+  mask: number;
+  used = 0;
+  /** The latest expiry in it: the whole generation is dead after this. */
+  maxExpiry = 0;
 
-  /** `maxSlots` bounds memory (32 bytes a slot); both sizes are rounded up to powers of two. */
   constructor(
-    private readonly maxSlots: number,
-    initialSlots = 1024,
-    seed = 0x9e3779b9,
+    readonly startedAt: number,
+    n: number,
   ) {
-    if (!Number.isInteger(maxSlots) || maxSlots < 16) throw new RangeError(`maxSlots must be an integer >= 16, got ${maxSlots}`);
-    const n = pow2(Math.min(initialSlots, maxSlots));
     this.slots = new Uint8Array(n * SLOT);
     this.view = new DataView(this.slots.buffer);
     this.mask = n - 1;
-    this.seed = seed >>> 0;
   }
 
   get capacity(): number {
     return this.mask + 1;
   }
 
-  get bytes(): number {
-    return this.slots.byteLength;
+  /** The slot holding `id` unexpired at `now`, or -1. */
+  find(id: Uint8Array, h: number, now: number): number {
+    for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
+      const exp = this.view.getFloat64(i * SLOT + EXPIRY_AT);
+      if (exp === 0) return -1;
+      if (exp > now && this.idAt(i, id)) return i;
+    }
   }
 
-  /** Ids recorded and not yet expired at `nowMs` (a scan: for tests and status, not per request). */
-  live(nowMs: number): number {
-    const now = nowMs;
+  insert(id: Uint8Array, h: number, exp: number, value: number): void {
+    let i = h & this.mask;
+    while (this.view.getFloat64(i * SLOT + EXPIRY_AT) !== 0) i = (i + 1) & this.mask;
+    this.slots.set(id, i * SLOT);
+    this.view.setFloat64(i * SLOT + EXPIRY_AT, exp);
+    this.view.setFloat64(i * SLOT + VALUE_AT, value);
+    this.used++;
+    if (exp > this.maxExpiry) this.maxExpiry = exp;
+  }
+
+  /** Doubles the table; `hash` recomputes each id's hash. */
+  grow(hash: (id: Uint8Array) => number): void {
+    const old = this.slots;
+    const oldView = this.view;
+    const n = this.capacity * 2;
+    this.slots = new Uint8Array(n * SLOT);
+    this.view = new DataView(this.slots.buffer);
+    this.mask = n - 1;
+    this.used = 0;
+    for (let j = 0; j < n / 2; j++) {
+      const e = oldView.getFloat64(j * SLOT + EXPIRY_AT);
+      if (e === 0) continue;
+      const id = old.subarray(j * SLOT, j * SLOT + ID_LEN);
+      this.insert(id, hash(id), e, oldView.getFloat64(j * SLOT + VALUE_AT));
+    }
+  }
+
+  valueAt(i: number): number {
+    return this.view.getFloat64(i * SLOT + VALUE_AT);
+  }
+
+  live(now: number): number {
     let n = 0;
     for (let i = 0; i <= this.mask; i++) if (this.view.getFloat64(i * SLOT + EXPIRY_AT) > now) n++;
     return n;
   }
 
+  private idAt(i: number, id: Uint8Array): boolean {
+    const at = i * SLOT;
+    for (let k = 0; k < ID_LEN; k++) if (this.slots[at + k] !== id[k]) return false;
+    return true;
+  }
+}
+
+export class RequestIdTable {
+  /** Oldest first; the last is the one being filled. */
+  private gens: Generation[] = [];
+  private readonly seed: number;
+  private readonly initialSlots: number;
+
+  /** `maxSlots` bounds memory (32 bytes a slot, over all generations); sizes are powers of two. */
+  constructor(
+    private readonly maxSlots: number,
+    initialSlots = 1024,
+    seed = 0x9e3779b9,
+    private readonly generationMs = GENERATION_MS,
+  ) {
+    if (!Number.isInteger(maxSlots) || maxSlots < MIN_SLOTS) throw new RangeError(`maxSlots must be an integer >= ${MIN_SLOTS}, got ${maxSlots}`);
+    if (!(generationMs > 0)) throw new RangeError(`generationMs must be positive, got ${generationMs}`);
+    this.initialSlots = pow2(Math.min(initialSlots, maxSlots));
+    this.seed = seed >>> 0;
+  }
+
+  /** Slots allocated over all generations. */
+  get capacity(): number {
+    let n = 0;
+    for (const g of this.gens) n += g.capacity;
+    return n;
+  }
+
+  get bytes(): number {
+    return this.capacity * SLOT;
+  }
+
+  get generations(): number {
+    return this.gens.length;
+  }
+
+  /** Ids recorded and not yet expired at `nowMs` (a scan: for tests and status, not per request). */
+  live(nowMs: number): number {
+    let n = 0;
+    for (const g of this.gens) n += g.live(nowMs);
+    return n;
+  }
+
   has(id: Uint8Array, nowMs: number): boolean {
-    return this.find(id, nowMs) >= 0;
+    return this.get(id, nowMs) !== undefined;
   }
 
   /** The value recorded with `id`, or undefined when it is not recorded or has expired. */
   get(id: Uint8Array, nowMs: number): number | undefined {
-    const i = this.find(id, nowMs);
-    return i < 0 ? undefined : this.view.getFloat64(i * SLOT + VALUE_AT);
-  }
-
-  private find(id: Uint8Array, now: number): number {
     checkId(id);
-    for (let i = this.hash(id) & this.mask; ; i = (i + 1) & this.mask) {
-      const exp = this.view.getFloat64(i * SLOT + EXPIRY_AT);
-      if (exp === 0) return -1;
-      if (exp > now && this.idAt(i, id)) return i;
+    const h = this.hash(id);
+    for (let k = this.gens.length - 1; k >= 0; k--) {
+      const g = this.gens[k] as Generation;
+      const i = g.find(id, h, nowMs);
+      if (i >= 0) return g.valueAt(i);
     }
+    return undefined;
   }
 
   /**
@@ -82,69 +161,33 @@ export class RequestIdTable {
    * caller must refuse, not forget).
    */
   add(id: Uint8Array, expiresAtMs: number, nowMs: number, value = 0): AddResult {
-    checkId(id);
+    if (this.has(id, nowMs)) return 'present';
     const now = nowMs;
-    const exp = Math.max(now + 1, expiresAtMs);
-    let reuse = -1;
-    for (let i = this.hash(id) & this.mask; ; i = (i + 1) & this.mask) {
-      const e = this.view.getFloat64(i * SLOT + EXPIRY_AT);
-      if (e === 0) break;
-      if (e > now) {
-        if (this.idAt(i, id)) return 'present';
-      } else if (reuse < 0) reuse = i;
-    }
-    if (reuse >= 0) {
-      this.write(reuse, id, exp, value);
-      return 'added';
-    }
-    if (this.used + 1 > MAX_LOAD * this.capacity && !this.grow(now)) return 'full';
-    // The table may have been rebuilt: probe again for the first empty slot.
-    let i = this.hash(id) & this.mask;
-    while (this.view.getFloat64(i * SLOT + EXPIRY_AT) !== 0) i = (i + 1) & this.mask;
-    this.write(i, id, exp, value);
-    this.used++;
+    while (this.gens.length > 0 && (this.gens[0] as Generation).maxExpiry <= now) this.gens.shift();
+    const g = this.generationFor(now);
+    if (g === null) return 'full';
+    g.insert(id, this.hash(id), Math.max(now + 1, expiresAtMs), value);
     return 'added';
   }
 
-  /**
-   * Rebuilds without the expired slots, doubled until live ids fill at most half. At the size
-   * limit it rebuilds only while live ids fill at most REBUILD_LOAD, so each O(capacity) rebuild
-   * is followed by many inserts; beyond that it is full (false).
-   */
-  private grow(now: number): boolean {
-    const live = this.live(now);
-    let n = this.capacity;
-    while (live + 1 > 0.5 * n && n < this.maxSlots) n *= 2;
-    if (live + 1 > REBUILD_LOAD * n) return false;
-    const old = this.slots;
-    const oldView = this.view;
-    const oldCapacity = this.capacity;
-    this.slots = new Uint8Array(n * SLOT);
-    this.view = new DataView(this.slots.buffer);
-    this.mask = n - 1;
-    this.used = 0;
-    for (let j = 0; j < oldCapacity; j++) {
-      const e = oldView.getFloat64(j * SLOT + EXPIRY_AT);
-      if (e <= now) continue;
-      const id = old.subarray(j * SLOT, j * SLOT + ID_LEN);
-      let i = this.hash(id) & this.mask;
-      while (this.view.getFloat64(i * SLOT + EXPIRY_AT) !== 0) i = (i + 1) & this.mask;
-      this.write(i, id, e, oldView.getFloat64(j * SLOT + VALUE_AT));
-      this.used++;
+  /** The generation to insert into, with room for one more id, or null when maxSlots is reached. */
+  private generationFor(now: number): Generation | null {
+    let g = this.gens[this.gens.length - 1];
+    if (g === undefined || now - g.startedAt >= this.generationMs) {
+      // Sized for as many ids as the last generation took, so the steady state never grows.
+      const want = g === undefined ? this.initialSlots : pow2(Math.max(this.initialSlots, (g.used + 1) / MAX_LOAD));
+      const room = this.maxSlots - this.capacity;
+      const n = Math.min(want, floorPow2(room));
+      if (n >= MIN_SLOTS) {
+        g = new Generation(now, n);
+        this.gens.push(g);
+      } else if (g === undefined) return null;
     }
-    return true;
-  }
-
-  private write(i: number, id: Uint8Array, exp: number, value: number): void {
-    this.slots.set(id, i * SLOT);
-    this.view.setFloat64(i * SLOT + EXPIRY_AT, exp);
-    this.view.setFloat64(i * SLOT + VALUE_AT, value);
-  }
-
-  private idAt(i: number, id: Uint8Array): boolean {
-    const at = i * SLOT;
-    for (let k = 0; k < ID_LEN; k++) if (this.slots[at + k] !== id[k]) return false;
-    return true;
+    if (g.used + 1 > MAX_LOAD * g.capacity) {
+      if (this.capacity + g.capacity > this.maxSlots) return null;
+      g.grow((id) => this.hash(id));
+    }
+    return g;
   }
 
   /** Ids are random, but come from the network: mix all 16 bytes under a per-table seed. */
@@ -161,8 +204,15 @@ export class RequestIdTable {
 }
 
 function pow2(n: number): number {
-  let p = 16;
+  let p = MIN_SLOTS;
   while (p < n) p *= 2;
+  return p;
+}
+
+function floorPow2(n: number): number {
+  if (n < MIN_SLOTS) return 0;
+  let p = MIN_SLOTS;
+  while (p * 2 <= n) p *= 2;
   return p;
 }
 

@@ -74,6 +74,40 @@ test('agrees with a Map model over random adds, lookups and time', () => {
   );
 });
 
+test('generations: a steady rate never grows a table; expired generations go whole; older ones still answer', () => {
+  const gen = 1000;
+  const t = new RequestIdTable(1 << 20, 16, 1, gen);
+  const ttl = 5 * gen;
+  let n = 0;
+  const capacities: number[] = [];
+  // 300 ids per generation period for 20 periods.
+  for (let now = 0; now < 20 * gen; now += 10) {
+    for (let k = 0; k < 3; k++) expect(t.add(id(n++), now + ttl, now)).toBe('added');
+    if (now % gen === gen - 10) capacities.push(t.capacity);
+  }
+  // Live generations: the window over the period, plus the one being filled.
+  expect(t.generations).toBeLessThanOrEqual(ttl / gen + 1);
+  // After the first window, capacity holds steady: each new table is sized from the last.
+  expect(new Set(capacities.slice(6)).size).toBe(1);
+  expect(capacities[capacities.length - 1]).toBeLessThanOrEqual(6 * 512);
+  // Ids of older, still live generations are found (retries are refused), expired ones are not.
+  const now = 20 * gen;
+  expect(t.add(id(n - 1400), now + ttl, now)).toBe('present');
+  expect(t.has(id(n - 1600), now)).toBe(false);
+  expect(t.live(now)).toBe(499 * 3); // added after now - ttl
+});
+
+test('the slot bound counts every generation: full, then room again as old generations expire', () => {
+  const t = new RequestIdTable(256, 64, 1, 100);
+  let added = 0;
+  let now = 0;
+  for (; now < 1000; now += 10) for (let k = 0; k < 4; k++) if (t.add(id(now * 10 + k), now + 500, now) === 'added') added++;
+  expect(t.capacity).toBeLessThanOrEqual(256);
+  expect(t.live(now)).toBeLessThanOrEqual(192);
+  expect(added).toBeGreaterThan(192); // expiry made room along the way
+  expect(t.add(id(1e6), now + 500, now)).toBe('added');
+});
+
 test('rejects ids that are not 16 bytes, and a nonsense size', () => {
   const t = new RequestIdTable(64);
   expect(() => t.add(new Uint8Array(15), 1, 0)).toThrow(/16 bytes/);
