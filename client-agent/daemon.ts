@@ -104,6 +104,7 @@ export class AgentDaemon {
       flows,
       counters: this.engine.counters.snapshot(),
       datapath: { ...this.datapath.stats, engineErrors: this.driver.engineErrors },
+      queue: this.datapath.queueStats ?? null,
     };
   }
 

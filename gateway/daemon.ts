@@ -146,6 +146,7 @@ export class GatewayDaemon {
       flows,
       counters: this.engine.counters.snapshot(),
       datapath: { ...this.datapath.stats, engineErrors: this.driver.engineErrors },
+      queue: this.datapath.queueStats ?? null,
     };
   }
 

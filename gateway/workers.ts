@@ -143,10 +143,12 @@ export function mergeStatuses(parts: readonly Record<string, unknown>[], config:
   };
   const counters: Record<string, number> = {};
   const datapath: Record<string, number> = {};
+  let queue: Record<string, number> | null = null;
   const flows = live.flatMap((p) => p.flows as { state: string }[]);
   for (const p of live) {
     add(counters, p.counters);
     add(datapath, p.datapath);
+    if (p.queue) add((queue ??= {}), p.queue);
   }
   const total = (k: string) => live.reduce((n, p) => n + Number(p[k] ?? 0), 0);
   return {
@@ -165,5 +167,6 @@ export function mergeStatuses(parts: readonly Record<string, unknown>[], config:
     flows,
     counters,
     datapath,
+    queue,
   };
 }

@@ -32,6 +32,11 @@ export interface Datapath extends PacketSink {
   tick(now: number): void;
   close(): void;
   readonly stats: Record<string, number>;
+  /**
+   * The kernel queue binding's own counters (native/nfq: packets, batches, wakes, verdict
+   * sends, errors, pending verdict bytes), summed over queues; null where there are none.
+   */
+  readonly queueStats?: Record<string, number> | null;
   /** Packets held for the engine right now. */
   readonly heldCount: number;
 }

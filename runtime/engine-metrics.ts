@@ -10,6 +10,8 @@ export interface MetricsSource {
   keyedFlows(): number;
   keyingsInProgress(): number;
   datapath(): Record<string, number>;
+  /** The queue binding's counters (NfqueueDatapath.queueStats), or null. */
+  queue?(): Record<string, number> | null;
   kdConnections(): number;
   kdcInFlight(): number;
 }
@@ -37,6 +39,11 @@ export function engineRegistry(src: MetricsSource): Registry {
   const p = `ciphergate_${src.role}`;
   snapshotCounter(registry, `${p}_events_total`, `${src.role} engine events by name (see docs/OPERATIONS.md, counters)`, 'event', () => src.counters());
   snapshotCounter(registry, `${p}_datapath_packets_total`, 'packets handled by the datapath adapter, by verdict', 'verdict', () => src.datapath());
+  const queue = () => src.queue?.() ?? null;
+  snapshotCounter(registry, `${p}_nfqueue_events_total`, 'the NFQUEUE binding: packets read, batches, wake-ups, verdicts, verdict sends, errors', 'event', () => {
+    const { pending: _, ...counts } = queue() ?? {};
+    return counts;
+  });
   new Gauge({
     name: `${p}_flows`,
     help: 'flows in the flow table, by state',
@@ -57,6 +64,7 @@ export function engineRegistry(src: MetricsSource): Registry {
       },
     });
   };
+  gauge('nfqueue_pending_verdict_bytes', 'verdict bytes batched and not yet sent to the kernel', () => queue()?.pending ?? 0);
   gauge('keyed_flows', 'flows holding session keys (zero when no flow is open)', () => src.keyedFlows());
   gauge('keyings_in_progress', 'flows between SYN and cipher sync', () => src.keyingsInProgress());
   gauge('key_delivery_connections', 'open key-delivery TCP connections', () => src.kdConnections());
@@ -71,6 +79,7 @@ export interface StatusFigures {
   keyedFlows: number;
   keyingsInProgress: number;
   datapath: Record<string, number>;
+  queue?: Record<string, number> | null;
   keyDelivery: { connections: number };
   kdc?: { inFlight: number };
 }
@@ -84,6 +93,7 @@ export function registryFromStatus(role: 'gateway' | 'agent', status: () => Stat
     keyedFlows: () => status().keyedFlows,
     keyingsInProgress: () => status().keyingsInProgress,
     datapath: () => status().datapath,
+    queue: () => status().queue ?? null,
     kdConnections: () => status().keyDelivery.connections,
     kdcInFlight: () => status().kdc?.inFlight ?? 0,
   });

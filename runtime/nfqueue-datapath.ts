@@ -26,6 +26,9 @@ export function packetFlowKey(packet: Uint8Array): string | null {
   return canonicalFlowKey(ip.value, (packet[o]! << 8) | packet[o + 1]!, (packet[o + 2]! << 8) | packet[o + 3]!);
 }
 
+/** The binding counters reported (lastError is a code, not a count). */
+const QUEUE_COUNTERS = ['packets', 'batches', 'wakes', 'verdicts', 'sends', 'errors', 'pending'] as const;
+
 export class NfqueueDatapath implements Datapath {
   private readonly queues: NfQueue[] = [];
   private readonly held = new Map<string, Held>();
@@ -39,6 +42,17 @@ export class NfqueueDatapath implements Datapath {
     onError: (reason: string) => void,
   ) {
     this.raw = new RawSender(MARK_ORIGINATED, onError);
+  }
+
+  get queueStats(): Record<string, number> | null {
+    let sum: Record<string, number> | null = null;
+    for (const q of this.queues) {
+      const s = q.stats();
+      if (s === null) continue;
+      sum ??= {};
+      for (const k of QUEUE_COUNTERS) sum[k] = (sum[k] ?? 0) + s[k];
+    }
+    return sum;
   }
 
   /** Binds the queues and opens the raw sockets; throws with a fix-it message on failure. */

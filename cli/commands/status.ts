@@ -49,6 +49,8 @@ export function formatStatus(d: Doc): string {
   }
   const counters = Object.entries(d.counters).filter(([, v]) => v > 0);
   if (counters.length > 0) lines.push(`  counters: ${counters.map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  const q = d.queue as Record<string, number> | null | undefined;
+  if (q) lines.push(`  nfqueue: ${q.packets} packets in ${q.batches} batches (${q.wakes} wake-ups), ${q.verdicts} verdicts in ${q.sends} sends, ${q.errors} errors`);
   return lines.join('\n');
 }
 

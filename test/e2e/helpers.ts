@@ -150,6 +150,8 @@ export interface StatusDoc {
   keyingsInProgress: number;
   counters: Record<string, number>;
   datapath: Record<string, number>;
+  /** The NFQUEUE binding's counters (native/nfq), null on the fallback binding. */
+  queue: { packets: number; batches: number; wakes: number; verdicts: number; sends: number; errors: number; pending: number } | null;
   flows: Array<{ state: string; keyed: boolean; lingering: boolean; server: string }>;
   services?: Array<{ endpoint: string; mode: string }>;
   [k: string]: unknown;

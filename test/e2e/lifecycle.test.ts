@@ -57,6 +57,15 @@ describeE2E('lifecycle: idle timeout and SIGHUP reload (router mode)', () => {
       expect(idle.map((d) => d.flowCount)).toEqual([0, 0]);
       expect(counter(idle[0]!, 'discarded:idle') - counter(g0!, 'discarded:idle')).toBe(1);
       expect(counter(idle[1]!, 'discarded:idle') - counter(a0!, 'discarded:idle')).toBe(1);
+      // The queue binding's own counters: the flow's packets came in batches, with no errors.
+      for (const [before, after] of [[g0, idle[0]], [a0, idle[1]]] as const) {
+        const q0 = before!.queue!;
+        const q = after!.queue!;
+        expect(q.packets - q0.packets).toBeGreaterThan(2);
+        expect(q.batches).toBeLessThanOrEqual(q.packets);
+        expect(q.verdicts).toBeGreaterThanOrEqual(q.packets - 64);
+        expect(q.errors).toBe(0);
+      }
       await client.exited;
     } finally {
       await client.stop();
