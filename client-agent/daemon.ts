@@ -11,7 +11,7 @@ import { EngineDriver } from '../runtime/engine-driver';
 import { KdListener } from '../runtime/kd-transport';
 import { NfqueueDatapath } from '../runtime/nfqueue-datapath';
 import { Steering, agentClosedRules, agentRules } from '../runtime/steering';
-import { type Log, type OpsEndpoints, checkFixedOnReload, countBy, serveDaemonOps } from '../runtime/daemon-kit';
+import { type Log, type OpsEndpoints, checkFixedOnReload, engineFigures, serveDaemonOps } from '../runtime/daemon-kit';
 import { type AgentConfig, toEngineConfig } from './config';
 import { AgentEngine } from './engine';
 
@@ -96,15 +96,7 @@ export class AgentDaemon {
       queues: this.config.nfqueue,
       destinations: this.config.destinations.map((x) => ({ endpoint: x.endpoint, ...x.meta })),
       keyDelivery: { listen: formatHostPort(this.config.listen), connections: this.listener.connections },
-      flowCount: flows.length,
-      keyedFlows: this.engine.keyedFlowCount,
-      keyingsInProgress: flows.filter((f) => f.state === 'syn-sent' || f.state === 'keying').length,
-      held: this.datapath.heldCount,
-      flowStates: countBy(flows),
-      flows,
-      counters: this.engine.counters.snapshot(),
-      datapath: { ...this.datapath.stats, engineErrors: this.driver.engineErrors },
-      queue: this.datapath.queueStats ?? null,
+      ...engineFigures(flows, this.engine, this.datapath, this.driver.engineErrors, flows.filter((f) => f.state === 'syn-sent' || f.state === 'keying').length),
     };
   }
 

@@ -14,7 +14,7 @@ import { type Datapath, EngineDriver } from '../runtime/engine-driver';
 import { KdDialer } from '../runtime/kd-transport';
 import { NfqueueDatapath } from '../runtime/nfqueue-datapath';
 import { Steering, gatewayClosedRules, gatewayRules } from '../runtime/steering';
-import { type Log, type OpsEndpoints, checkFixedOnReload, countBy, serveDaemonOps } from '../runtime/daemon-kit';
+import { type Log, type OpsEndpoints, checkFixedOnReload, engineFigures, serveDaemonOps } from '../runtime/daemon-kit';
 import { type GatewayConfig, toEngineConfig } from './config';
 import { GatewayEngine } from './engine';
 
@@ -138,15 +138,7 @@ export class GatewayDaemon {
       services: this.config.services.map((s) => ({ endpoint: s.endpoint, mode: s.meta })),
       kdc: { endpoints: this.config.kdc.endpoints.map(formatHostPort), inFlight: this.driver.kdcInFlight },
       keyDelivery: { connections: this.dialer.connections },
-      flowCount: flows.length,
-      keyedFlows: this.engine.keyedFlowCount,
-      keyingsInProgress: this.engine.pendingKeyingCount,
-      held: this.datapath.heldCount,
-      flowStates: countBy(flows),
-      flows,
-      counters: this.engine.counters.snapshot(),
-      datapath: { ...this.datapath.stats, engineErrors: this.driver.engineErrors },
-      queue: this.datapath.queueStats ?? null,
+      ...engineFigures(flows, this.engine, this.datapath, this.driver.engineErrors, this.engine.pendingKeyingCount),
     };
   }
 

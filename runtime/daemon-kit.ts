@@ -4,6 +4,7 @@ import type { Registry } from 'prom-client';
 import type { HostPort } from '../common/config/walker';
 import type { LogLevel } from '../common/config/daemon';
 import { ControlServer } from './control';
+import type { Datapath } from './engine-driver';
 import { type StatusFigures, registryFromStatus } from './engine-metrics';
 import { OpsHttpServer } from './ops-http';
 
@@ -100,8 +101,33 @@ export function checkFixedOnReload<C>(prev: C, next: C, fields: readonly (keyof 
   }
 }
 
+/**
+ * The figures both daemons report the same way (status document and /metrics): flows, keys,
+ * keyings, held packets, the engine's counters and the datapath's. `keyingsInProgress` is the
+ * role's own count.
+ */
+export function engineFigures(
+  flows: readonly { state: string }[],
+  engine: { keyedFlowCount: number; counters: { snapshot(): Record<string, number> } },
+  datapath: Datapath,
+  engineErrors: number,
+  keyingsInProgress: number,
+) {
+  return {
+    flowCount: flows.length,
+    keyedFlows: engine.keyedFlowCount,
+    keyingsInProgress,
+    held: datapath.heldCount,
+    flowStates: countBy(flows),
+    flows,
+    counters: engine.counters.snapshot(),
+    datapath: { ...datapath.stats, engineErrors },
+    queue: datapath.queueStats ?? null,
+  };
+}
+
 /** Counts a list of states into { state: n }. */
-export function countBy<T extends string>(items: readonly { state: T }[]): Record<string, number> {
+export function countBy(items: readonly { state: string }[]): Record<string, number> {
   const out: Record<string, number> = {};
   for (const i of items) out[i.state] = (out[i.state] ?? 0) + 1;
   return out;
