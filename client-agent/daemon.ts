@@ -30,7 +30,7 @@ export class AgentDaemon {
   ) {
     this.engine = new AgentEngine(toEngineConfig(config), { backend: getBackend(config.cryptoBackend), random: systemRandom });
     this.listener = new KdListener({ message: (connId, m) => this.driver.kdMessage(connId, m), failure: (connId, reason) => this.driver.kdFailure(connId, reason) });
-    this.datapath = new NfqueueDatapath([config.nfqueue.queue], 10_000, (reason) => log('warn', 'datapath-error', { reason }));
+    this.datapath = new NfqueueDatapath([config.nfqueue.queue], 10_000, (reason) => log('warn', 'datapath-error', { reason }), config.nfqueue.maxQueueLen);
     this.driver = new EngineDriver(this.engine, {
       sink: this.datapath,
       kd: { send: (c, m) => this.listener.send(c, m), close: (c) => this.listener.close(c) },

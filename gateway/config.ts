@@ -9,7 +9,7 @@
 //   "mode": "router",                         // "router" | "host" | "bridge"
 //   "services": [ { "endpoint": "10.0.2.0/24:80", "mode": "require" } ],   // mode "require" | "optional"
 //   "kdc": { "endpoints": ["10.0.3.2:7391"], "timeoutMs": 1000 },           // endpoints: default the key file's
-//   "nfqueue": { "queue": 0, "workers": 1 },  // router/host: queues queue..queue+workers-1
+//   "nfqueue": { "queue": 0, "workers": 1, "maxQueueLen": 8192 },  // router/host: queues queue..queue+workers-1
 //   "bridge": { "clientInterface": "eth1", "serverInterface": "eth2" },     // bridge mode only, required there
 //   "dataInterfaces": ["eth1", "eth2"],       // offloads checked at start; bridge: default both bridge interfaces
 //   "agentPort": 7390,
@@ -40,6 +40,7 @@ import { type HostPort, Walker, parseHostPort } from '../common/config/walker';
 import type { VersionedKey } from '../common/protocol/ticket';
 import { loadKeyFile } from '../kdc/key-file';
 import { DEFAULT_LIMITS, DEFAULT_TIMERS } from '../pipeline/setup';
+import { DEFAULT_MAX_QUEUE_LEN, MAX_QUEUE_LEN } from '../runtime/kernel-queue';
 import type { GatewayEngineConfig, ServiceMode } from './engine';
 
 export const DEFAULT_GATEWAY_CONFIG_PATH = '/etc/ciphergate/gateway.json';
@@ -55,7 +56,7 @@ export interface GatewayConfig extends DaemonCommon {
   services: ConfiguredEndpoint<ServiceMode>[];
   kdc: { endpoints: HostPort[]; timeoutMs: number };
   /** Router and host mode; null in bridge mode. */
-  nfqueue: { queue: number; workers: number } | null;
+  nfqueue: { queue: number; workers: number; maxQueueLen: number } | null;
   /** Bridge mode; null otherwise. */
   bridge: { clientInterface: string; serverInterface: string } | null;
   agentPort: number;
@@ -115,7 +116,7 @@ export function parseGatewayConfig(json: unknown, baseDir: string, readKey: Read
     }
   } else {
     if (top.bridge !== undefined) w.bad('bridge', `only used in bridge mode (mode is ${mode})`);
-    const q = w.ints('nfqueue', top.nfqueue, { queue: [0, 65535, 0], workers: [1, 64, 1] });
+    const q = w.ints('nfqueue', top.nfqueue, { queue: [0, 65535, 0], workers: [1, 64, 1], maxQueueLen: [1, MAX_QUEUE_LEN, DEFAULT_MAX_QUEUE_LEN] });
     if (q.queue + q.workers - 1 > 65535) w.bad('nfqueue.workers', `queues ${q.queue}..${q.queue + q.workers - 1} go past 65535`);
     nfqueue = q;
   }
@@ -134,6 +135,11 @@ export function parseGatewayConfig(json: unknown, baseDir: string, readKey: Read
   const timers = w.ints('timers', top.timers, TIMERS);
   const limits = w.ints('limits', top.limits, LIMITS);
   if (limits.maxPendingKeyings > limits.maxFlows) w.bad('limits.maxPendingKeyings', `must not exceed limits.maxFlows (${limits.maxFlows})`);
+  // Each held SYN keeps a place in its worker's kernel queue: if they could fill it, the kernel
+  // would drop the packets of flows already keyed.
+  if (nfqueue !== null && nfqueue.maxQueueLen <= limits.maxPendingKeyings) {
+    w.bad('nfqueue.maxQueueLen', `must be above limits.maxPendingKeyings (${limits.maxPendingKeyings}): held SYNs alone would fill the queue, and the kernel would drop keyed flows' packets`);
+  }
 
   return w.result<GatewayConfig>(
     {

@@ -55,8 +55,8 @@ export class GatewayDaemon {
       if (o.bridgeDatapath === undefined) throw new Error('bridge mode is not available in this build');
       this.datapath = o.bridgeDatapath(config, onError);
     } else {
-      const q = config.nfqueue as { queue: number; workers: number };
-      this.datapath = new NfqueueDatapath([o.worker?.queue ?? q.queue], config.timers.keyingTimeoutMs + 1000, onError);
+      const q = config.nfqueue as NonNullable<GatewayConfig['nfqueue']>;
+      this.datapath = new NfqueueDatapath([o.worker?.queue ?? q.queue], config.timers.keyingTimeoutMs + 1000, onError, q.maxQueueLen);
     }
     this.driver = new EngineDriver(this.engine, {
       sink: this.datapath,
@@ -146,7 +146,7 @@ export class GatewayDaemon {
 
 /** The steering rules of a running gateway: every worker's queue in one balanced range. */
 export function gatewaySteering(c: GatewayConfig) {
-  const q = c.nfqueue as { queue: number; workers: number };
+  const q = c.nfqueue as NonNullable<GatewayConfig['nfqueue']>;
   return gatewayRules(c.mode === 'host' ? 'host' : 'router', c.services, { first: q.queue, count: q.workers });
 }
 

@@ -144,11 +144,13 @@ export function mergeStatuses(parts: readonly Record<string, unknown>[], config:
   const counters: Record<string, number> = {};
   const datapath: Record<string, number> = {};
   let queue: Record<string, number> | null = null;
+  let kernelQueue: Record<string, number> | null = null;
   const flows = live.flatMap((p) => p.flows as { state: string }[]);
   for (const p of live) {
     add(counters, p.counters);
     add(datapath, p.datapath);
     if (p.queue) add((queue ??= {}), p.queue);
+    if (p.kernelQueue) add((kernelQueue ??= {}), p.kernelQueue);
   }
   const total = (k: string) => live.reduce((n, p) => n + Number(p[k] ?? 0), 0);
   return {
@@ -168,5 +170,6 @@ export function mergeStatuses(parts: readonly Record<string, unknown>[], config:
     counters,
     datapath,
     queue,
+    kernelQueue,
   };
 }

@@ -123,6 +123,7 @@ export function engineFigures(
     counters: engine.counters.snapshot(),
     datapath: { ...datapath.stats, engineErrors },
     queue: datapath.queueStats ?? null,
+    kernelQueue: datapath.kernelQueue ?? null,
   };
 }
 

@@ -5,6 +5,7 @@
 import type { KdcAnswer, SideAction, Toward, Verdict } from '../common/engine/actions';
 import type { KdMessage } from '../common/protocol/kd-messages';
 import { type FlowTuple } from '../common/protocol/codec';
+import type { KernelQueueFigures } from './kernel-queue';
 
 /** The engine surface both roles share, plus the gateway's extra events. */
 export interface LiveEngine {
@@ -37,6 +38,8 @@ export interface Datapath extends PacketSink {
    * sends, errors, pending verdict bytes), summed over queues; null where there are none.
    */
   readonly queueStats?: Record<string, number> | null;
+  /** The kernel's figures for the datapath's NFQUEUEs (waiting, dropped when full), summed; null where there are none. */
+  readonly kernelQueue?: KernelQueueFigures | null;
   /** Packets held for the engine right now. */
   readonly heldCount: number;
 }

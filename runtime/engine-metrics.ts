@@ -12,6 +12,8 @@ export interface MetricsSource {
   datapath(): Record<string, number>;
   /** The queue binding's counters (NfqueueDatapath.queueStats), or null. */
   queue?(): Record<string, number> | null;
+  /** The kernel's figures for the queues (NfqueueDatapath.kernelQueue), or null. */
+  kernelQueue?(): Record<string, number> | null;
   kdConnections(): number;
   kdcInFlight(): number;
 }
@@ -44,6 +46,11 @@ export function engineRegistry(src: MetricsSource): Registry {
     const { pending: _, ...counts } = queue() ?? {};
     return counts;
   });
+  const kernel = () => src.kernelQueue?.() ?? null;
+  snapshotCounter(registry, `${p}_nfqueue_kernel_drops_total`, 'packets the kernel dropped before the daemon saw them: the queue was full, or the daemon\'s socket buffer was', 'reason', (): Record<string, number> => {
+    const k = kernel();
+    return k === null ? {} : { 'queue-full': k.queueFull ?? 0, 'socket-full': k.socketFull ?? 0 };
+  });
   new Gauge({
     name: `${p}_flows`,
     help: 'flows in the flow table, by state',
@@ -64,6 +71,7 @@ export function engineRegistry(src: MetricsSource): Registry {
       },
     });
   };
+  gauge('nfqueue_kernel_waiting_packets', 'packets the kernel holds in the queues, waiting for a verdict (held SYNs included)', () => kernel()?.waiting ?? 0);
   gauge('nfqueue_pending_verdict_bytes', 'verdict bytes batched and not yet sent to the kernel', () => queue()?.pending ?? 0);
   gauge('keyed_flows', 'flows holding session keys (zero when no flow is open)', () => src.keyedFlows());
   gauge('keyings_in_progress', 'flows between SYN and cipher sync', () => src.keyingsInProgress());
@@ -80,6 +88,7 @@ export interface StatusFigures {
   keyingsInProgress: number;
   datapath: Record<string, number>;
   queue?: Record<string, number> | null;
+  kernelQueue?: Record<string, number> | null;
   keyDelivery: { connections: number };
   kdc?: { inFlight: number };
 }
@@ -94,6 +103,7 @@ export function registryFromStatus(role: 'gateway' | 'agent', status: () => Stat
     keyingsInProgress: () => status().keyingsInProgress,
     datapath: () => status().datapath,
     queue: () => status().queue ?? null,
+    kernelQueue: () => status().kernelQueue ?? null,
     kdConnections: () => status().keyDelivery.connections,
     kdcInFlight: () => status().kdc?.inFlight ?? 0,
   });

@@ -7,6 +7,7 @@ import type { Toward, Verdict } from '../common/engine/actions';
 import { canonicalFlowKey } from '../common/wire/flow-key';
 import { parseIp } from '../common/wire/ip';
 import type { Datapath, EngineDriver } from './engine-driver';
+import { DEFAULT_MAX_QUEUE_LEN, type KernelQueueFigures, readKernelQueues } from './kernel-queue';
 import { NfQueue, type QueuedPacket } from './nfqueue';
 import { RawSender } from './raw-sender';
 import { MARK_KEYED, MARK_ORIGINATED } from './steering';
@@ -40,6 +41,7 @@ export class NfqueueDatapath implements Datapath {
     private readonly queueNumbers: readonly number[],
     private readonly heldTimeoutMs: number,
     onError: (reason: string) => void,
+    private readonly maxQueueLen = DEFAULT_MAX_QUEUE_LEN,
   ) {
     this.raw = new RawSender(MARK_ORIGINATED, onError);
   }
@@ -55,12 +57,25 @@ export class NfqueueDatapath implements Datapath {
     return sum;
   }
 
+  /** The kernel's figures for our queues, summed (either binding); null when it has none to give. */
+  get kernelQueue(): KernelQueueFigures | null {
+    const figures = this.queues.length === 0 ? null : readKernelQueues(this.queueNumbers);
+    if (figures === null || figures.length === 0) return null;
+    const sum: KernelQueueFigures = { waiting: 0, queueFull: 0, socketFull: 0 };
+    for (const f of figures) {
+      sum.waiting += f.waiting;
+      sum.queueFull += f.queueFull;
+      sum.socketFull += f.socketFull;
+    }
+    return sum;
+  }
+
   /** Binds the queues and opens the raw sockets; throws with a fix-it message on failure. */
   start(driver: EngineDriver): void {
     this.driver = driver;
     this.raw.open();
     for (const n of this.queueNumbers) {
-      const q: NfQueue = NfQueue.open(n, (p) => this.onPacket(q, p));
+      const q: NfQueue = NfQueue.open(n, (p) => this.onPacket(q, p), { maxQueueLen: this.maxQueueLen });
       this.queues.push(q);
     }
   }

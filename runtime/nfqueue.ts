@@ -11,6 +11,7 @@
 // Without a reader on the queue the kernel drops queued packets (neither binding sets `bypass`
 // or fail-open): a stopped daemon fails closed.
 import { loadNativeAddon } from '../common/native-addon';
+import { DEFAULT_MAX_QUEUE_LEN } from './kernel-queue';
 
 /** The verdict codes of linux/netfilter.h. */
 const NF_DROP = 0;
@@ -18,6 +19,7 @@ const NF_ACCEPT = 1;
 
 /** Packets handed to JS per call at most (the native binding's batch). */
 const BATCH_MAX = 64;
+
 
 export interface QueuedPacket {
   /** The kernel's packet id, for the verdict. */
@@ -52,7 +54,7 @@ interface NativeQueue {
 }
 
 export interface NativeNfq {
-  Queue: new (queue: number, rcvbufBytes: number, batchMax: number, onBatch: (count: number, data: Buffer) => void) => NativeQueue;
+  Queue: new (queue: number, rcvbufBytes: number, batchMax: number, maxQueueLen: number, onBatch: (count: number, data: Buffer) => void) => NativeQueue;
 }
 
 /** The native binding, or null when it is not built (or CIPHERGATE_NATIVE_NFQ=0). */
@@ -75,11 +77,11 @@ class NativeBinding implements Binding {
 
   constructor(
     queue: number,
-    bufferBytes: number,
+    o: Required<NfQueueOptions>,
     private readonly onPacket: (p: QueuedPacket) => void,
     addon: NativeNfq,
   ) {
-    this.q = new addon.Queue(queue, bufferBytes, BATCH_MAX, (count, data) => this.onBatch(count, data));
+    this.q = new addon.Queue(queue, o.bufferBytes, BATCH_MAX, o.maxQueueLen, (count, data) => this.onBatch(count, data));
   }
 
   private onBatch(count: number, data: Buffer): void {
@@ -141,13 +143,16 @@ interface NfqueueAddon {
   };
 }
 
-/** The `nfqueue` npm addon: it cannot unbind, so close() only stops handing packets on. */
+/**
+ * The `nfqueue` npm addon: it cannot unbind, so close() only stops handing packets on, and it
+ * cannot set the queue length, so the kernel's default (1024) applies.
+ */
 class NpmBinding implements Binding {
   readonly name = 'nfqueue';
   private readonly handle: InstanceType<NfqueueAddon['NFQueue']>['bindings'];
   private closed = false;
 
-  constructor(queue: number, bufferBytes: number, onPacket: (p: QueuedPacket) => void) {
+  constructor(queue: number, { bufferBytes }: Required<NfQueueOptions>, onPacket: (p: QueuedPacket) => void) {
     let addon: NfqueueAddon;
     try {
       // Loaded here, not imported: a missing build must become an error that says how to fix it.
@@ -184,6 +189,13 @@ class NpmBinding implements Binding {
   }
 }
 
+export interface NfQueueOptions {
+  /** The netlink socket's receive buffer. Default 8 MiB. */
+  bufferBytes?: number;
+  /** Packets the kernel holds for the queue (native binding only). Default DEFAULT_MAX_QUEUE_LEN. */
+  maxQueueLen?: number;
+}
+
 export class NfQueue {
   private verdicts = 0;
 
@@ -197,9 +209,10 @@ export class NfQueue {
    * fix it when no binding is built or the kernel refuses the queue (missing module, privileges,
    * or another process already bound to it).
    */
-  static open(queue: number, onPacket: (p: QueuedPacket) => void, bufferBytes = 8 * 1024 * 1024): NfQueue {
+  static open(queue: number, onPacket: (p: QueuedPacket) => void, opts: NfQueueOptions = {}): NfQueue {
+    const o = { bufferBytes: 8 * 1024 * 1024, maxQueueLen: DEFAULT_MAX_QUEUE_LEN, ...opts };
     // Either binding's error names the queue and the fix.
-    return new NfQueue(queue, nativeNfq !== null ? new NativeBinding(queue, bufferBytes, onPacket, nativeNfq) : new NpmBinding(queue, bufferBytes, onPacket));
+    return new NfQueue(queue, nativeNfq !== null ? new NativeBinding(queue, o, onPacket, nativeNfq) : new NpmBinding(queue, o, onPacket));
   }
 
   /** Lets the packet continue, optionally replaced by `packet` and with a new fwmark (non-zero). */

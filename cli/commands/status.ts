@@ -51,6 +51,8 @@ export function formatStatus(d: Doc): string {
   if (counters.length > 0) lines.push(`  counters: ${counters.map(([k, v]) => `${k} ${v}`).join(', ')}`);
   const q = d.queue as Record<string, number> | null | undefined;
   if (q) lines.push(`  nfqueue: ${q.packets} packets in ${q.batches} batches (${q.wakes} wake-ups), ${q.verdicts} verdicts in ${q.sends} sends, ${q.errors} errors`);
+  const k = d.kernelQueue as Record<string, number> | null | undefined;
+  if (k) lines.push(`  kernel queue: ${k.waiting} waiting, dropped ${k.queueFull} (queue full) and ${k.socketFull} (socket buffer full)`);
   return lines.join('\n');
 }
 

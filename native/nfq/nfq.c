@@ -5,7 +5,7 @@
 // ONE call into JS with the batch, and the verdicts given meanwhile leave in one sendmsg (many
 // netlink messages in one datagram; the kernel handles each in turn).
 //
-// JS sees: new Queue(queue, rcvbufBytes, batchMax, onBatch(count, data)), where for packet i
+// JS sees: new Queue(queue, rcvbufBytes, batchMax, maxQueueLen, onBatch(count, data)), where for packet i
 // meta[4i..4i+3] = id, mark, offset, length of the IP packet in `data` (a Buffer of this batch
 // only: the packets are copies, never views of our receive buffers); verdict(id, verdict,
 // mark|null, packet|null) queues a verdict; flush() sends the queued ones; close(); stats().
@@ -33,6 +33,8 @@
 // One received datagram: a packet of up to 65535 bytes plus its netlink headers and attributes.
 #define SLOT_BYTES (65536 + 4096)
 #define BATCH_LIMIT 1024
+// Largest kernel queue length we ask for: each queued packet holds an skb in kernel memory.
+#define MAX_QUEUE_LEN (1u << 20)
 // Largest payload one NFQA_PAYLOAD attribute can carry (nla_len is 16 bits).
 #define MAX_PAYLOAD (65535 - NLA_HDRLEN)
 // Queued verdicts are sent when this much is pending (and at the end of every batch).
@@ -44,6 +46,7 @@ typedef struct {
   int fd;
   uint16_t queue;
   uint32_t batch_max;
+  uint32_t max_len;  // packets the kernel holds for us before it drops (NFQA_CFG_QUEUE_MAXLEN)
   uv_poll_t poll;
   int poll_started;  // uv_poll_init succeeded: the handle must be uv_close()d
   int poll_closed;   // ... and its close callback ran
@@ -372,8 +375,8 @@ static void set_buffer(int fd, int force_opt, int opt, int bytes) {
   if (setsockopt(fd, SOL_SOCKET, force_opt, &bytes, sizeof bytes) != 0) setsockopt(fd, SOL_SOCKET, opt, &bytes, sizeof bytes);
 }
 
-// Binds the queue: one config message (bind, copy whole packets, fail-open and GSO cleared),
-// answered by one ack. Packets that slip in before the ack (queued between bind and the copy
+// Binds the queue: one config message (bind, copy whole packets, the kernel's queue length,
+// fail-open and GSO cleared), answered by one ack. Packets that slip in before the ack (queued between bind and the copy
 // mode, so possibly without payload) are sent through the hook again (NF_REPEAT).
 // Returns 0 or an errno, with `step` naming what failed.
 static int bind_queue(Queue *q, const char **step) {
@@ -385,6 +388,8 @@ static int bind_queue(Queue *q, const char **step) {
   params.copy_range = htonl(0xffff);
   params.copy_mode = NFQNL_COPY_PACKET;
   p = put_attr(p, NFQA_CFG_PARAMS, &params, sizeof params);
+  uint32_t max_len = htonl(q->max_len);
+  p = put_attr(p, NFQA_CFG_QUEUE_MAXLEN, &max_len, 4);
   uint32_t mask = htonl(NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_GSO), flags = 0;
   p = put_attr(p, NFQA_CFG_MASK, &mask, 4);
   p = put_attr(p, NFQA_CFG_FLAGS, &flags, 4);
@@ -456,20 +461,20 @@ static void finalize(napi_env env, void *data, void *hint) {
   if (!q->poll_started || q->poll_closed) free_queue(q);
 }
 
-// new Queue(queue, rcvbufBytes, batchMax, onBatch)
+// new Queue(queue, rcvbufBytes, batchMax, maxQueueLen, onBatch)
 static napi_value queue_new(napi_env env, napi_callback_info info) {
-  static const char usage[] = "new Queue(queue 0..65535, rcvbufBytes, batchMax 1..1024, onBatch(count, data))";
-  size_t argc = 4;
-  napi_value argv[4], self;
-  if (napi_get_cb_info(env, info, &argc, argv, &self, NULL) != napi_ok || argc != 4) {
+  static const char usage[] = "new Queue(queue 0..65535, rcvbufBytes, batchMax 1..1024, maxQueueLen 1..1048576, onBatch(count, data))";
+  size_t argc = 5;
+  napi_value argv[5], self;
+  if (napi_get_cb_info(env, info, &argc, argv, &self, NULL) != napi_ok || argc != 5) {
     napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
-  uint32_t queue, rcvbuf, batch;
+  uint32_t queue, rcvbuf, batch, max_len;
   napi_valuetype t;
   if (napi_get_value_uint32(env, argv[0], &queue) != napi_ok || queue > 65535 || napi_get_value_uint32(env, argv[1], &rcvbuf) != napi_ok ||
-      napi_get_value_uint32(env, argv[2], &batch) != napi_ok || batch < 1 || batch > BATCH_LIMIT || napi_typeof(env, argv[3], &t) != napi_ok ||
-      t != napi_function) {
+      napi_get_value_uint32(env, argv[2], &batch) != napi_ok || batch < 1 || batch > BATCH_LIMIT || napi_get_value_uint32(env, argv[3], &max_len) != napi_ok ||
+      max_len < 1 || max_len > MAX_QUEUE_LEN || napi_typeof(env, argv[4], &t) != napi_ok || t != napi_function) {
     napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
@@ -482,6 +487,7 @@ static napi_value queue_new(napi_env env, napi_callback_info info) {
   q->fd = -1;
   q->queue = (uint16_t)queue;
   q->batch_max = batch;
+  q->max_len = max_len;
   q->slab = (uint8_t *)malloc((size_t)batch * SLOT_BYTES);
   q->msgs = (struct mmsghdr *)calloc(batch, sizeof(struct mmsghdr));
   q->iov = (struct iovec *)calloc(batch, sizeof(struct iovec));
@@ -549,7 +555,7 @@ static napi_value queue_new(napi_env env, napi_callback_info info) {
   int ok = napi_get_uv_event_loop(env, &loop) == napi_ok && napi_create_arraybuffer(env, (size_t)batch * 16, &meta_data, &meta_ab) == napi_ok &&
            napi_create_typedarray(env, napi_uint32_array, (size_t)batch * 4, meta_ab, 0, &meta) == napi_ok &&
            napi_set_named_property(env, self, "meta", meta) == napi_ok && napi_create_string_utf8(env, "ciphergate:nfqueue", NAPI_AUTO_LENGTH, &name) == napi_ok &&
-           napi_async_init(env, self, name, &q->async) == napi_ok && napi_create_reference(env, argv[3], 1, &q->on_batch) == napi_ok &&
+           napi_async_init(env, self, name, &q->async) == napi_ok && napi_create_reference(env, argv[4], 1, &q->on_batch) == napi_ok &&
            napi_create_reference(env, meta_ab, 1, &q->meta_ref) == napi_ok && napi_wrap(env, self, q, finalize, NULL, NULL) == napi_ok;
   if (!ok) {
     close(q->fd);

@@ -152,6 +152,7 @@ export interface StatusDoc {
   datapath: Record<string, number>;
   /** The NFQUEUE binding's counters (native/nfq), null on the fallback binding. */
   queue: { packets: number; batches: number; wakes: number; verdicts: number; sends: number; errors: number; pending: number } | null;
+  kernelQueue: { waiting: number; queueFull: number; socketFull: number } | null;
   flows: Array<{ state: string; keyed: boolean; lingering: boolean; server: string }>;
   services?: Array<{ endpoint: string; mode: string }>;
   [k: string]: unknown;

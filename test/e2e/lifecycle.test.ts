@@ -65,6 +65,8 @@ describeE2E('lifecycle: idle timeout and SIGHUP reload (router mode)', () => {
         expect(q.batches).toBeLessThanOrEqual(q.packets);
         expect(q.verdicts).toBeGreaterThanOrEqual(q.packets - 64);
         expect(q.errors).toBe(0);
+        // The kernel's figures for the same queue: nothing waiting once idle, nothing dropped.
+        expect(after!.kernelQueue).toEqual({ waiting: 0, queueFull: 0, socketFull: 0 });
       }
       await client.exited;
     } finally {

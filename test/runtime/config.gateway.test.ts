@@ -30,7 +30,7 @@ test('the two required fields make a working router-mode config with every defau
     mode: 'router',
     services: [{ cidr: { network: new Uint8Array([10, 0, 2, 0]), prefix: 24 }, port: 80, meta: 'require', endpoint: '10.0.2.0/24:80' }],
     kdc: { endpoints: [{ host: '10.0.3.2', port: 7391 }, { host: 'fd00::2', port: 7391 }], timeoutMs: 1000 },
-    nfqueue: { queue: 0, workers: 1 },
+    nfqueue: { queue: 0, workers: 1, maxQueueLen: 8192 },
     bridge: null,
     dataInterfaces: [],
     agentPort: 7390,
@@ -51,7 +51,7 @@ test('every field set; relative control path; metrics and control off', () => {
     mode: 'host',
     services: [{ endpoint: '[fd00::5]:5432', mode: 'optional' }, { endpoint: '10.0.2.2:80', mode: 'require' }],
     kdc: { endpoints: ['kdc1.example:7391'], timeoutMs: 250 },
-    nfqueue: { queue: 100, workers: 4 },
+    nfqueue: { queue: 100, workers: 4, maxQueueLen: 16384 },
     dataInterfaces: ['eth1', 'eth2'],
     agentPort: 17390,
     option: { kind: 254, exid: 1 },
@@ -65,7 +65,7 @@ test('every field set; relative control path; metrics and control off', () => {
   expect(c.mode).toBe('host');
   expect(c.services.map((s) => [s.endpoint, s.meta])).toEqual([['[fd00::5]:5432', 'optional'], ['10.0.2.2:80', 'require']]);
   expect(c.kdc).toEqual({ endpoints: [{ host: 'kdc1.example', port: 7391 }], timeoutMs: 250 });
-  expect(c.nfqueue).toEqual({ queue: 100, workers: 4 });
+  expect(c.nfqueue).toEqual({ queue: 100, workers: 4, maxQueueLen: 16384 });
   expect(c.timers).toEqual({ ...DEFAULT_TIMERS, keyingTimeoutMs: 3000, lingerMs: 0 });
   expect(c.limits).toEqual({ maxFlows: 1000, maxPendingKeyings: 1000, maxKdcInFlight: DEFAULT_LIMITS.maxKdcInFlight });
   expect([c.metrics, c.control, c.cryptoBackend, c.log.level, c.agentPort]).toEqual([null, '/etc/cg/run/gw.sock', 'noble', 'debug', 17390]);
@@ -111,6 +111,9 @@ const BAD: [string, Record<string, unknown>][] = [
   ['nfqueue.workers', { nfqueue: { workers: 0 } }],
   ['nfqueue.workers', { nfqueue: { workers: 65 } }],
   ['nfqueue.workers', { nfqueue: { queue: 65535, workers: 2 } }],
+  ['nfqueue.maxQueueLen', { nfqueue: { maxQueueLen: 0 } }],
+  ['nfqueue.maxQueueLen', { nfqueue: { maxQueueLen: 2 ** 20 + 1 } }],
+  ['nfqueue.maxQueueLen', { nfqueue: { maxQueueLen: 4096 } }],
   ['nfqueue', { nfqueue: 3 }],
   ['dataInterfaces', { dataInterfaces: 'eth1' }],
   ['dataInterfaces[0]', { dataInterfaces: ['a-very-long-interface-name'] }],

@@ -1,15 +1,23 @@
 // What a scrape of a daemon's /metrics and `ciphergate status` show of the NFQUEUE binding's own
-// counters (runtime/engine-metrics.ts, cli/commands/status.ts), from a status document.
+// counters and of the kernel's figures for the queues (runtime/engine-metrics.ts,
+// runtime/kernel-queue.ts, cli/commands/status.ts), from a status document.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { registryFromStatus, type StatusFigures } from '../../runtime/engine-metrics';
+import { parseKernelQueueTable, readKernelQueues } from '../../runtime/kernel-queue';
 import { formatStatus } from '../../cli/commands/status';
+import type { GatewayConfig } from '../../gateway/config';
+import { mergeStatuses } from '../../gateway/workers';
 
-const figures = (queue: Record<string, number> | null): StatusFigures => ({
+const figures = (queue: Record<string, number> | null, kernelQueue: Record<string, number> | null = null): StatusFigures => ({
   counters: { 'keyed:ok': 2 },
   flowStates: { established: 1 },
   keyedFlows: 1,
   keyingsInProgress: 0,
   datapath: { accepted: 10 },
   queue,
+  kernelQueue,
   keyDelivery: { connections: 1 },
   kdc: { inFlight: 0 },
 });
@@ -35,4 +43,50 @@ test('/metrics and status without a native binding (the npm fallback, bridge mod
   const doc = { role: 'agent', principal: 'a', kvnos: [1], pid: 1, uptimeS: 1, steering: 'nft', flows: [], destinations: [], ...figures(null), keyDelivery: { listen: 'x', connections: 0 } };
   expect(formatStatus(doc)).not.toContain('nfqueue:');
   expect(formatStatus({ ...doc, queue: { packets: 5, batches: 2, wakes: 2, verdicts: 5, sends: 2, errors: 0, pending: 0 } })).toContain('nfqueue: 5 packets in 2 batches (2 wake-ups), 5 verdicts in 2 sends, 0 errors');
+});
+
+// The table as this kernel prints it (the header-less seq_show of nfnetlink_queue).
+const TABLE = ['    0    917     0 2 65531     0     0   298924  1', '   10  -4113     3 2 65531    12     5       40  1', 'garbage line', ''].join('\n');
+
+test('the kernel queue table: waiting, dropped when full, dropped at the socket, per queue; other lines skipped', () => {
+  const t = parseKernelQueueTable(TABLE);
+  expect([...t.keys()]).toEqual([0]);
+  expect(t.get(0)).toEqual({ waiting: 0, queueFull: 0, socketFull: 0 });
+  const ok = parseKernelQueueTable(TABLE.replace('-4113', '4113'));
+  expect(ok.get(10)).toEqual({ waiting: 3, queueFull: 12, socketFull: 5 });
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'cg-kq-')), 'nfnetlink_queue');
+  fs.writeFileSync(file, TABLE.replace('-4113', '4113'));
+  expect(readKernelQueues([10, 11, 0], file)).toEqual([{ waiting: 3, queueFull: 12, socketFull: 5 }, { waiting: 0, queueFull: 0, socketFull: 0 }]);
+  expect(readKernelQueues([0], `${file}.missing`)).toBeNull();
+});
+
+test('/metrics and status: kernel drops by reason as a counter, packets waiting as a gauge', async () => {
+  let status = figures(null, { waiting: 3, queueFull: 0, socketFull: 0 });
+  const registry = registryFromStatus('gateway', () => status);
+  const first = await registry.metrics();
+  expect(first).toContain('ciphergate_gateway_nfqueue_kernel_waiting_packets 3');
+  expect(first).not.toMatch(/nfqueue_kernel_drops_total\{reason="queue-full"\} [1-9]/);
+  status = figures(null, { waiting: 0, queueFull: 12, socketFull: 5 });
+  const second = await registry.metrics();
+  expect(second).toContain('ciphergate_gateway_nfqueue_kernel_drops_total{reason="queue-full"} 12');
+  expect(second).toContain('ciphergate_gateway_nfqueue_kernel_drops_total{reason="socket-full"} 5');
+  expect(second).toContain('ciphergate_gateway_nfqueue_kernel_waiting_packets 0');
+  const doc = { role: 'agent', principal: 'a', kvnos: [1], pid: 1, uptimeS: 1, steering: 'nft', flows: [], destinations: [], ...figures(null), keyDelivery: { listen: 'x', connections: 0 } };
+  expect(formatStatus(doc)).not.toContain('kernel queue:');
+  expect(formatStatus({ ...doc, kernelQueue: { waiting: 2, queueFull: 12, socketFull: 5 } })).toContain('kernel queue: 2 waiting, dropped 12 (queue full) and 5 (socket buffer full)');
+});
+
+test('a gateway with workers: the primary sums the binding counters and kernel figures of every worker', () => {
+  const worker = (pid: number, n: number) => ({
+    role: 'gateway',
+    pid,
+    ...figures({ packets: n, batches: 1, wakes: 1, verdicts: n, sends: 1, errors: 0, pending: 0 }, { waiting: 1, queueFull: n, socketFull: 0 }),
+    flows: [],
+    kdc: { inFlight: 0 },
+  });
+  const config = { nfqueue: { queue: 0, workers: 2, maxQueueLen: 4096 }, kdc: { endpoints: [{ host: '10.0.3.2', port: 7391 }] } } as unknown as GatewayConfig;
+  const merged = mergeStatuses([worker(11, 5), worker(12, 7)], config, 'nft');
+  expect(merged.workers).toEqual([11, 12]);
+  expect(merged.queue).toMatchObject({ packets: 12, verdicts: 12, batches: 2 });
+  expect(merged.kernelQueue).toEqual({ waiting: 2, queueFull: 12, socketFull: 0 });
 });

@@ -3,7 +3,8 @@
 // first payload byte), and a receiver in a peer namespace across a veth pair. Checks the bytes
 // a packet arrives with, accept, drop, a replaced packet, a mark later rules see, a verdict
 // given later from a timer, a burst where every packet gets exactly one verdict, the errors
-// for a queue held by another process and for missing privileges, and fail-closed: once the
+// for a queue held by another process and for missing privileges, the queue length we ask for
+// (past it the kernel drops, and its figures reach readKernelQueues), and fail-closed: once the
 // reader closes the queue, the packets it held and every later one are dropped.
 //
 // setup.sh builds the addon, so it must be here: NfQueue would silently fall back without it.
@@ -28,13 +29,15 @@ test('the native NFQUEUE addon is built and loaded (npm run build:native)', () =
 // directory), one JSON line per event. First payload byte: A accept, D drop, R accept replaced
 // by "replaced:" + payload (UDP checksum 0, IP checksum fixed), M accept with MARK, T accept
 // after HOLD_MS from a timer, B accept quietly (burst), S drop and report stats once sent, H hold (no
-// verdict), C hold and close the queue (the process stays up).
+// verdict), C hold and close the queue (the process stays up). SIGUSR2: report readKernelQueues.
+// Optional third argument: the queue length to ask the kernel for.
 const READER = `
 const fs = require('fs'), path = require('path');
-const [root, queue] = [process.argv[2], Number(process.argv[3])];
+const [root, queue, maxQueueLen] = [process.argv[2], Number(process.argv[3]), process.argv[4]];
 const { transformSync } = require(path.join(root, 'node_modules', '@swc/core'));
 require.extensions['.ts'] = (m, file) => m._compile(transformSync(fs.readFileSync(file, 'utf8'), { filename: file, jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }).code, file);
 const { NfQueue } = require(path.join(root, 'runtime', 'nfqueue.ts'));
+const { readKernelQueues } = require(path.join(root, 'runtime', 'kernel-queue.ts'));
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
 function ipChecksum(h) {
   let s = 0;
@@ -72,11 +75,12 @@ try {
       case 'H': return;
       case 'C': return void setImmediate(() => { q.close(); out({ ev: 'closed', stats: q.stats() }); });
     }
-  });
+  }, maxQueueLen === undefined ? {} : { maxQueueLen: Number(maxQueueLen) });
 } catch (e) {
   out({ ev: 'error', message: e.message });
   process.exit(1);
 }
+process.on('SIGUSR2', () => out({ ev: 'kernel', figures: readKernelQueues([queue]) }));
 out({ ev: 'ready', binding: q.bindingName });
 setInterval(() => undefined, 1 << 30);
 `;
@@ -88,15 +92,16 @@ s.on('message', (m) => process.stdout.write(JSON.stringify(m.toString('latin1'))
 s.bind(${PORT}, '${PEER_ADDR}', () => process.stdout.write('"ready"\\n'));
 `;
 
-// The sender: argv payloads, or "burst PREFIX N"; paced in slices of 250 so the kernel's
-// queue (1024 entries) is never the limit.
+// The sender: argv payloads, or "burst PREFIX N"; to PORT, or to N after a first argument
+// port=N; paced in slices of 250 so the kernel's queue is never the limit.
 const SENDER = `
 const s = require('dgram').createSocket('udp4');
 const a = process.argv.slice(1);
+const port = a[0].startsWith('port=') ? Number(a.shift().slice(5)) : ${PORT};
 const list = a[0] === 'burst' ? Array.from({ length: Number(a[2]) }, (_, i) => a[1] + String(i).padStart(5, '0')) : a;
 (async () => {
   for (let i = 0; i < list.length; i++) {
-    await new Promise((r, j) => s.send(list[i], ${PORT}, '${PEER_ADDR}', (e) => (e ? j(e) : r())));
+    await new Promise((r, j) => s.send(list[i], port, '${PEER_ADDR}', (e) => (e ? j(e) : r())));
     if (i % 250 === 249) await new Promise((r) => setTimeout(r, 20));
   }
   s.close();
@@ -129,6 +134,7 @@ interface ReaderEvent {
   bursts?: number;
   verdictCount?: number;
   stats?: NfqStats;
+  figures?: unknown;
 }
 
 const lines = (p: BackgroundProcess): unknown[] =>
@@ -159,17 +165,18 @@ maybe('native NFQUEUE binding in a network namespace', () => {
   const readerEvents = (p = reader) => lines(p) as ReaderEvent[];
   const received = () => (lines(receiver) as string[]).filter((l) => l !== 'ready');
   const send = (...payloads: string[]) => lab.exec(ns, process.execPath, ['-e', SENDER, ...payloads]);
-  const procQueue = async () => {
+  const procQueue = async (queue = QUEUE) => {
     const text = (await lab.exec(ns, 'cat', ['/proc/net/netfilter/nfnetlink_queue'])).stdout;
-    return text.split('\n').map((l) => l.trim().split(/\s+/).map(Number)).find((f) => f[0] === QUEUE) ?? null;
+    return text.split('\n').map((l) => l.trim().split(/\s+/).map(Number)).find((f) => f[0] === queue) ?? null;
   };
   const counter = async (chain: string) => {
     const listing = (await lab.exec(ns, 'nft', ['list', 'chain', 'inet', 'cgnfq', chain])).stdout;
     return Number(/counter packets (\d+)/.exec(listing)?.[1] ?? NaN);
   };
 
-  async function startReader(queue = QUEUE, prefix: string[] = []): Promise<BackgroundProcess> {
-    const p = lab.spawn(ns, prefix[0] ?? process.execPath, [...(prefix.length > 0 ? [...prefix.slice(1), process.execPath] : []), script, ROOT, String(queue)], { env });
+  async function startReader(queue = QUEUE, prefix: string[] = [], maxQueueLen?: number): Promise<BackgroundProcess> {
+    const extra = maxQueueLen === undefined ? [] : [String(maxQueueLen)];
+    const p = lab.spawn(ns, prefix[0] ?? process.execPath, [...(prefix.length > 0 ? [...prefix.slice(1), process.execPath] : []), script, ROOT, String(queue), ...extra], { env });
     await waitFor('the reader to start', () => readerEvents(p).find((e) => e.ev === 'ready' || e.ev === 'error'), 20_000);
     return p;
   }
@@ -285,6 +292,25 @@ maybe('native NFQUEUE binding in a network namespace', () => {
   test('without CAP_NET_ADMIN the error names it', async () => {
     const nobody = await startReader(QUEUE + 1, ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all']);
     expect(readerEvents(nobody).find((e) => e.ev === 'error')?.message).toMatch(/^cannot bind NFQUEUE 8: it needs CAP_NET_ADMIN/);
+  });
+
+  test('the kernel holds as many packets as the queue length asked for, drops the rest, and says so', async () => {
+    const queue = QUEUE + 2;
+    const port = PORT - 1;
+    await lab.exec(ns, 'iptables', ['-A', 'OUTPUT', '-p', 'udp', '--dport', String(port), '-j', 'NFQUEUE', '--queue-num', String(queue)]);
+    const small = await startReader(queue, [], 8);
+    // 20 packets the reader holds without a verdict: the kernel keeps 8 and drops 12.
+    await lab.exec(ns, process.execPath, ['-e', SENDER, `port=${port}`, ...Array.from({ length: 20 }, (_, i) => `H-small-${i}`)]);
+    await waitFor('8 held packets at the reader', () => readerEvents(small).filter((e) => e.ev === 'packet').length >= 8);
+    await sleep(200);
+    expect(readerEvents(small).filter((e) => e.ev === 'packet')).toHaveLength(8);
+    const line = await procQueue(queue);
+    expect({ waiting: line?.[2], queueDropped: line?.[5], userDropped: line?.[6] }).toEqual({ waiting: 8, queueDropped: 12, userDropped: 0 });
+    small.child.kill('SIGUSR2');
+    const k = await waitFor('the kernel figures', () => readerEvents(small).find((e) => e.ev === 'kernel'));
+    expect(k).toEqual({ ev: 'kernel', figures: [{ waiting: 8, queueFull: 12, socketFull: 0 }] });
+    expect(received().filter((t) => t.startsWith('H-small'))).toEqual([]);
+    await small.stop();
   });
 
   test('closed: the packets the reader held and every later one are dropped; the queue can be bound again', async () => {
