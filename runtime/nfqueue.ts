@@ -20,7 +20,6 @@ const NF_ACCEPT = 1;
 /** Packets handed to JS per call at most (the native binding's batch). */
 const BATCH_MAX = 64;
 
-
 export interface QueuedPacket {
   /** The kernel's packet id, for the verdict. */
   id: number;
