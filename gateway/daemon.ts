@@ -138,6 +138,7 @@ export class GatewayDaemon {
       services: this.config.services.map((s) => ({ endpoint: s.endpoint, mode: s.meta })),
       kdc: { endpoints: this.config.kdc.endpoints.map(formatHostPort), inFlight: this.driver.kdcInFlight },
       keyDelivery: { connections: this.dialer.connections },
+      keying: this.engine.keyingTimes.snapshot(),
       ...engineFigures(flows, this.engine, this.datapath, this.driver.engineErrors, this.engine.pendingKeyingCount),
     };
   }

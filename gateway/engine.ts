@@ -8,6 +8,7 @@ import { zeroize } from '../common/crypto/compare';
 import { HOLD, type KdcAnswer, PASS, type Verdict } from '../common/engine/actions';
 import { EndpointSet, type EndpointRule } from '../common/engine/endpoints';
 import { FlowCipher } from '../common/engine/flow-cipher';
+import { KEYING_BOUNDS_MS, LatencyHistogram } from '../common/engine/latency-histogram';
 import { FlowEngine } from '../common/engine/flow-engine';
 import { type EngineDeps, type FlowStatus, type KeyedFlow, describeFlow, endsFlow } from '../common/engine/keyed-flow';
 
@@ -99,6 +100,8 @@ export class GatewayEngine extends FlowEngine<GatewayFlow, GatewayCounter | `ref
   private readonly byConnId = new Map<bigint, GatewayFlow>();
   private readonly byRequestId = new Map<string, GatewayFlow>();
   private pendingKeyings = 0;
+  /** SYN seen to SYN released (cipher sync done): the delay keying adds to a connection. */
+  readonly keyingTimes = new LatencyHistogram(KEYING_BOUNDS_MS);
 
   constructor(
     private config: GatewayEngineConfig,
@@ -262,7 +265,7 @@ export class GatewayEngine extends FlowEngine<GatewayFlow, GatewayCounter | `ref
       if (!verifyAgentConfirm(this.deps.backend, cipher.confirmKeys, flow.transcript as Uint8Array, message.agentConfirm)) {
         return this.refuse(flow, 'confirm-failed');
       }
-      return this.release(flow);
+      return this.release(flow, now);
     }
     this.refuse(flow, 'kd-protocol');
   }
@@ -344,7 +347,7 @@ export class GatewayEngine extends FlowEngine<GatewayFlow, GatewayCounter | `ref
   }
 
   /** Cipher sync is done: the held SYN goes on to the server, without our option (step 5). */
-  private release(flow: GatewayFlow): void {
+  private release(flow: GatewayFlow, now: number): void {
     const syn = flow.heldSyn as Uint8Array;
     flow.heldSyn = null;
     this.pendingKeyings--;
@@ -354,6 +357,7 @@ export class GatewayEngine extends FlowEngine<GatewayFlow, GatewayCounter | `ref
     flow.releasedSyn = stripped;
     flow.state = 'released';
     this.counters.inc('syn-released');
+    this.keyingTimes.observe(now - flow.createdAt);
     this.actions.push({ kind: 'release', packet: stripped, toward: 'server' });
   }
 

@@ -9,6 +9,7 @@
 // started again on the same queue; until then its queue has no reader and its flows are dropped.
 import cluster, { type Worker } from 'node:cluster';
 import { formatHostPort } from '../common/config/walker';
+import { type HistogramSnapshot, mergeHistograms } from '../common/engine/latency-histogram';
 import { type Log, checkFixedOnReload, countBy, runUntilSignalled, serveOps } from '../runtime/daemon-kit';
 import { type StatusFigures, registryFromStatus } from '../runtime/engine-metrics';
 import { Steering } from '../runtime/steering';
@@ -161,6 +162,7 @@ export function mergeStatuses(parts: readonly Record<string, unknown>[], config:
     queues: config.nfqueue,
     kdc: { endpoints: config.kdc.endpoints.map(formatHostPort), inFlight: live.reduce((n, p) => n + Number((p.kdc as { inFlight: number }).inFlight), 0) },
     keyDelivery: { connections: live.reduce((n, p) => n + Number((p.keyDelivery as { connections: number }).connections), 0) },
+    keying: mergeHistograms(live.flatMap((p) => (p.keying ? [p.keying as HistogramSnapshot] : []))),
     flowCount: flows.length,
     keyedFlows: total('keyedFlows'),
     keyingsInProgress: total('keyingsInProgress'),

@@ -2,6 +2,7 @@
 // named counters (a fixed set per role, so cardinality is bounded), flows by state, keys held,
 // keyings in progress and the datapath's verdict counts. No addresses or principals as labels.
 import { Counter, Gauge, Registry } from 'prom-client';
+import type { HistogramSnapshot } from '../common/engine/latency-histogram';
 
 export interface MetricsSource {
   role: 'gateway' | 'agent';
@@ -16,6 +17,8 @@ export interface MetricsSource {
   kernelQueue?(): Record<string, number> | null;
   kdConnections(): number;
   kdcInFlight(): number;
+  /** The gateway's keying times (GatewayEngine.keyingTimes), or null. */
+  keying?(): HistogramSnapshot | null;
 }
 
 /** A Counter fed from a monotonically growing snapshot: each scrape adds what grew since the last. */
@@ -29,11 +32,39 @@ function snapshotCounter(registry: Registry, name: string, help: string, label: 
     collect(this: Counter<string>) {
       for (const [k, v] of Object.entries(read())) {
         const grew = v - (seen.get(k) ?? 0);
-        if (grew > 0) this.inc({ [label]: k }, grew);
+        // A name seen for the first time shows even at zero: a series that exists can be alerted on.
+        if (grew > 0 || !seen.has(k)) this.inc({ [label]: k }, Math.max(grew, 0));
         seen.set(k, v);
       }
     },
   });
+}
+
+/**
+ * A Prometheus histogram read from a HistogramSnapshot at each scrape (prom-client's Histogram
+ * only takes observations one by one; the engine keeps its own buckets, summed over workers).
+ */
+function snapshotHistogram(registry: Registry, name: string, help: string, read: () => HistogramSnapshot | null): void {
+  registry.registerMetric({
+    name,
+    help,
+    type: 'histogram',
+    get() {
+      const h = read();
+      const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = [];
+      if (h !== null) {
+        let cumulative = 0;
+        h.boundsMs.forEach((b, i) => {
+          cumulative += h.counts[i] as number;
+          values.push({ metricName: `${name}_bucket`, labels: { le: b / 1000 }, value: cumulative });
+        });
+        values.push({ metricName: `${name}_bucket`, labels: { le: '+Inf' }, value: h.count });
+        values.push({ metricName: `${name}_sum`, labels: {}, value: h.sumMs / 1000 });
+        values.push({ metricName: `${name}_count`, labels: {}, value: h.count });
+      }
+      return { name, help, type: 'histogram', values, aggregator: 'sum' };
+    },
+  } as unknown as Parameters<Registry['registerMetric']>[0]);
 }
 
 export function engineRegistry(src: MetricsSource): Registry {
@@ -76,6 +107,7 @@ export function engineRegistry(src: MetricsSource): Registry {
   gauge('keyed_flows', 'flows holding session keys (zero when no flow is open)', () => src.keyedFlows());
   gauge('keyings_in_progress', 'flows between SYN and cipher sync', () => src.keyingsInProgress());
   gauge('key_delivery_connections', 'open key-delivery TCP connections', () => src.kdConnections());
+  if (src.keying) snapshotHistogram(registry, `${p}_keying_duration_seconds`, 'SYN seen to SYN released after cipher sync: the delay keying adds to a new connection (millisecond clock)', () => src.keying?.() ?? null);
   if (src.role === 'gateway') gauge('kdc_requests_in_flight', 'KDC requests sent and not yet answered', () => src.kdcInFlight());
   return registry;
 }
@@ -91,6 +123,7 @@ export interface StatusFigures {
   kernelQueue?: Record<string, number> | null;
   keyDelivery: { connections: number };
   kdc?: { inFlight: number };
+  keying?: HistogramSnapshot | null;
 }
 
 /** Metrics read from a daemon's status document at each scrape. */
@@ -106,5 +139,6 @@ export function registryFromStatus(role: 'gateway' | 'agent', status: () => Stat
     kernelQueue: () => status().kernelQueue ?? null,
     kdConnections: () => status().keyDelivery.connections,
     kdcInFlight: () => status().kdc?.inFlight ?? 0,
+    ...(role === 'gateway' ? { keying: () => status().keying ?? null } : {}),
   });
 }

@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import { type HistogramSnapshot, quantileBound } from '../../common/engine/latency-histogram';
 import { readControl } from '../../runtime/control';
 import { parseArgs } from '../args';
 import { type Command, UsageError } from '../command';
@@ -37,6 +38,14 @@ export function formatStatus(d: Doc): string {
   if (d.role === 'gateway') {
     const kdc = d.kdc as { endpoints: string[]; inFlight: number };
     lines.push(`  kdc: ${kdc.endpoints.join(', ')} (${kdc.inFlight} in flight)   key-delivery connections: ${(d.keyDelivery as { connections: number }).connections}`);
+    const keying = d.keying as HistogramSnapshot | null | undefined;
+    if (keying && keying.count > 0) {
+      const q = (x: number) => {
+        const bound = quantileBound(keying, x) as number;
+        return Number.isFinite(bound) ? `<= ${bound} ms` : `> ${keying.boundsMs[keying.boundsMs.length - 1]} ms`;
+      };
+      lines.push(`  keying (SYN held until cipher sync): ${keying.count} done, mean ${(keying.sumMs / keying.count).toFixed(1)} ms, p50 ${q(0.5)}, p99 ${q(0.99)}`);
+    }
     for (const s of d.services as { endpoint: string; mode: string }[]) lines.push(`  service ${s.endpoint} ${s.mode}`);
   } else {
     const kd = d.keyDelivery as { listen: string; connections: number };

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { readCapture } from '../../common/pcap';
+import type { HistogramSnapshot } from '../../common/engine/latency-histogram';
 import { parseFrame } from '../../common/wire/frame';
 import type { IpView } from '../../common/wire/ip';
 import { TCP_OPTION, parseTcpOptions } from '../../common/wire/tcp-options';
@@ -153,6 +154,8 @@ export interface StatusDoc {
   /** The NFQUEUE binding's counters (native/nfq), null on the fallback binding. */
   queue: { packets: number; batches: number; wakes: number; verdicts: number; sends: number; errors: number; pending: number } | null;
   kernelQueue: { waiting: number; queueFull: number; socketFull: number } | null;
+  /** The gateway's keying times (SYN held until cipher sync). */
+  keying?: HistogramSnapshot | null;
   flows: Array<{ state: string; keyed: boolean; lingering: boolean; server: string }>;
   services?: Array<{ endpoint: string; mode: string }>;
   [k: string]: unknown;

@@ -68,6 +68,16 @@ describeE2E('lifecycle: idle timeout and SIGHUP reload (router mode)', () => {
         // The kernel's figures for the same queue: nothing waiting once idle, nothing dropped.
         expect(after!.kernelQueue).toEqual({ waiting: 0, queueFull: 0, socketFull: 0 });
       }
+      // The gateway timed the flow's keying (SYN held until cipher sync): one more, a real delay.
+      const k0 = g0!.keying!;
+      const k = idle[0]!.keying!;
+      expect(k.count - k0.count).toBe(1);
+      expect(k.sumMs - k0.sumMs).toBeGreaterThan(0);
+      expect(k.sumMs - k0.sumMs).toBeLessThan(1500);
+      // The same histogram on the gateway's /metrics, scraped in its namespace.
+      const scrape = await lab.netns.exec(lab.gatewayNs, 'curl', ['-s', '--max-time', '5', 'http://127.0.0.1:9392/metrics']);
+      expect(scrape.stdout).toContain(`ciphergate_gateway_keying_duration_seconds_count ${k.count}`);
+      expect(scrape.stdout).toContain('ciphergate_gateway_nfqueue_kernel_drops_total{reason="queue-full"} 0');
       await client.exited;
     } finally {
       await client.stop();

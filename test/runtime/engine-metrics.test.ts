@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { registryFromStatus, type StatusFigures } from '../../runtime/engine-metrics';
 import { parseKernelQueueTable, readKernelQueues } from '../../runtime/kernel-queue';
 import { formatStatus } from '../../cli/commands/status';
+import { LatencyHistogram } from '../../common/engine/latency-histogram';
 import type { GatewayConfig } from '../../gateway/config';
 import { mergeStatuses } from '../../gateway/workers';
 
@@ -83,10 +84,34 @@ test('a gateway with workers: the primary sums the binding counters and kernel f
     ...figures({ packets: n, batches: 1, wakes: 1, verdicts: n, sends: 1, errors: 0, pending: 0 }, { waiting: 1, queueFull: n, socketFull: 0 }),
     flows: [],
     kdc: { inFlight: 0 },
+    keying: keyingOf([n]),
   });
   const config = { nfqueue: { queue: 0, workers: 2, maxQueueLen: 4096 }, kdc: { endpoints: [{ host: '10.0.3.2', port: 7391 }] } } as unknown as GatewayConfig;
   const merged = mergeStatuses([worker(11, 5), worker(12, 7)], config, 'nft');
   expect(merged.workers).toEqual([11, 12]);
   expect(merged.queue).toMatchObject({ packets: 12, verdicts: 12, batches: 2 });
   expect(merged.kernelQueue).toEqual({ waiting: 2, queueFull: 12, socketFull: 0 });
+  expect(merged.keying).toMatchObject({ count: 2, sumMs: 12 });
+});
+
+function keyingOf(ms: number[]) {
+  const h = new LatencyHistogram([1, 5, 10]);
+  for (const m of ms) h.observe(m);
+  return h.snapshot();
+}
+
+test('/metrics: the gateway keying histogram in seconds, cumulative buckets; status gives count, mean and bounds', async () => {
+  const status = { ...figures(null), keying: keyingOf([0.5, 3, 4, 7, 30]) };
+  const text = await registryFromStatus('gateway', () => status).metrics();
+  expect(text).toContain('# TYPE ciphergate_gateway_keying_duration_seconds histogram');
+  expect(text).toContain('ciphergate_gateway_keying_duration_seconds_bucket{le="0.001"} 1');
+  expect(text).toContain('ciphergate_gateway_keying_duration_seconds_bucket{le="0.005"} 3');
+  expect(text).toContain('ciphergate_gateway_keying_duration_seconds_bucket{le="0.01"} 4');
+  expect(text).toContain('ciphergate_gateway_keying_duration_seconds_bucket{le="+Inf"} 5');
+  expect(text).toContain('ciphergate_gateway_keying_duration_seconds_sum 0.0445');
+  expect(text).toContain('ciphergate_gateway_keying_duration_seconds_count 5');
+  expect(await registryFromStatus('agent', () => status).metrics()).not.toContain('keying_duration');
+  const doc = { role: 'gateway', principal: 'g', kvno: 1, mode: 'router', pid: 1, uptimeS: 1, steering: 'nft', flows: [], services: [], ...status, kdc: { endpoints: [], inFlight: 0 } };
+  expect(formatStatus(doc)).toContain('keying (SYN held until cipher sync): 5 done, mean 8.9 ms, p50 <= 5 ms, p99 > 10 ms');
+  expect(formatStatus({ ...doc, keying: keyingOf([]) })).not.toContain('keying (');
 });
