@@ -8,9 +8,9 @@ import { zeroize } from '../common/crypto/compare';
 import { HOLD, type KdcAnswer, PASS, type Verdict } from '../common/engine/actions';
 import { EndpointSet, type EndpointRule } from '../common/engine/endpoints';
 import { FlowCipher } from '../common/engine/flow-cipher';
-import { KEYING_BOUNDS_MS, LatencyHistogram } from '../common/engine/latency-histogram';
 import { FlowEngine } from '../common/engine/flow-engine';
 import { type EngineDeps, type FlowStatus, type KeyedFlow, describeFlow, endsFlow } from '../common/engine/keyed-flow';
+import { KEYING_BOUNDS_MS, LatencyHistogram } from '../common/engine/latency-histogram';
 
 export type { EngineDeps } from '../common/engine/keyed-flow';
 import { admit } from '../common/engine/admission';
