@@ -23,7 +23,8 @@
 // servername } or true), keyPrefix, db (standalone/sentinel), sentinelUsername,
 // sentinelPassword(Env), timeoutMs, connectTimeoutMs, maxPending, waitForReplicas.
 // Embedded options besides path: compactAfterRecords, lockTimeoutMs, issuedMaxEntries (full
-// answers kept for retries, 512 bytes each reserved), issuedIdsMax (request ids held until they expire; see store/embedded.ts).
+// answers kept for retries, 512 bytes each reserved), issuedIdsMax (request ids held until they expire; see store/embedded.ts),
+// issuedJournal (default true: answered ids fsynced to disk before the answer, so idempotency survives a crash).
 import * as path from 'node:path';
 import type { BackendName } from '../common/crypto/backend';
 import type { MasterKeySource } from './master-key';
@@ -78,7 +79,7 @@ function storeConfig(w: Walker, x: unknown, auditMaxLen: number): StoreConfig | 
   }
   if (o.embedded !== undefined && o.redis !== undefined) return w.bad('store', 'give embedded or redis, not both');
   if (o.embedded !== undefined) {
-    const e = w.obj('store.embedded', o.embedded, ['path', 'compactAfterRecords', 'lockTimeoutMs', 'issuedMaxEntries', 'issuedIdsMax']) ?? {};
+    const e = w.obj('store.embedded', o.embedded, ['path', 'compactAfterRecords', 'lockTimeoutMs', 'issuedMaxEntries', 'issuedIdsMax', 'issuedJournal']) ?? {};
     return {
       type: 'embedded',
       dir: w.path('store.embedded.path', e.path, DEFAULT_STORE_PATH) as string,
@@ -86,6 +87,7 @@ function storeConfig(w: Walker, x: unknown, auditMaxLen: number): StoreConfig | 
       lockTimeoutMs: w.int('store.embedded.lockTimeoutMs', e.lockTimeoutMs, 10, 60_000, 2000),
       issuedMaxEntries: w.int('store.embedded.issuedMaxEntries', e.issuedMaxEntries, 1, 4_000_000, 100_000),
       issuedIdsMax: w.int('store.embedded.issuedIdsMax', e.issuedIdsMax, 16, 2 ** 28, 2 ** 24),
+      issuedJournal: w.bool('store.embedded.issuedJournal', e.issuedJournal, true),
       auditMaxLen,
     };
   }

@@ -19,7 +19,7 @@ import {
 } from '../../kdc/master-key';
 import { PolicyAdmin, PolicyError, makeRule } from '../../kdc/policy';
 import { PrincipalAdmin, type PrincipalInfo, canonicalCidr, groupNameProblem, principalNameProblem } from '../../kdc/principals';
-import { type AuditEvent, type KdcStore, type StoreMeta, StoreUnavailableError, openStore } from '../../kdc/store';
+import { type AuditEvent, type KdcStore, type StoreConfig, type StoreMeta, StoreUnavailableError, openStore } from '../../kdc/store';
 import { parseArgs, type ParsedArgs } from '../args';
 import { type Command, UsageError } from '../command';
 
@@ -168,12 +168,17 @@ interface Ctx {
   json: boolean;
 }
 
+/** The store as admin uses it: it never issues, so it neither replays nor writes the request id journal. */
+function openAdminStore(config: StoreConfig): Promise<KdcStore> {
+  return openStore(config.type === 'embedded' ? { ...config, issuedJournal: false } : config);
+}
+
 /** Loads config, master key and store, and checks that they belong together. */
 async function withContext<T>(configPath: string, io: AdminIo, json: boolean, fn: (ctx: Ctx) => Promise<T>): Promise<T> {
   const cfg = loadKdcConfig(configPath, io.env);
   const backend = getBackend(cfg.cryptoBackend);
   const ring = loadMasterKeyRing(backend, cfg.masterKey, io.env);
-  const store = await openStore(cfg.store);
+  const store = await openAdminStore(cfg.store);
   try {
     const meta = await store.getMeta();
     if (!meta) throw new Error(`store ${store.description} is not initialized; run \`ciphergate kdc-admin init\``);
@@ -204,7 +209,7 @@ async function write<T>(what: string, check: string, fn: () => Promise<T>): Prom
 async function init(configPath: string, io: AdminIo, json: boolean): Promise<void> {
   const cfg = loadKdcConfig(configPath, io.env);
   const backend = getBackend(cfg.cryptoBackend);
-  const store = await openStore(cfg.store);
+  const store = await openAdminStore(cfg.store);
   try {
     const existing = await store.getMeta();
     if (existing) throw new Error(`store ${store.description} is already initialized (master key ${existing.value.masterKeyId})`);

@@ -117,6 +117,15 @@ export class Walker {
     return out;
   }
 
+  bool(at: string, x: unknown, def: boolean): boolean {
+    if (x === undefined) return def;
+    if (typeof x !== 'boolean') {
+      this.bad(at, 'expected true or false');
+      return def;
+    }
+    return x;
+  }
+
   str(at: string, x: unknown, def?: string): string | undefined {
     if (x === undefined) return def;
     if (typeof x !== 'string' || x === '') return this.bad(at, 'expected a non-empty string');

@@ -12,11 +12,12 @@
 // reading only the new bytes. Compaction writes a new file, fsyncs it, renames it over store.log
 // and fsyncs the directory; readers see the new inode and reload.
 //
-// Issued-response records live in memory only, off the JS heap: full answers for the newest
+// Issued-response records live in memory, off the JS heap: full answers for the newest
 // `issuedMaxEntries` (they serve retries; answer-ring.ts), and every answered request id until
 // its record would expire (request-id-table.ts), so an id whose answer was dropped is refused,
-// never answered with a second key. A single-node KDC that restarts starts a fresh idempotency
-// window.
+// never answered with a second key. Each id is also written to a journal (request-id-journal.ts)
+// before its put returns, so a KDC restarted after a crash refuses retries of what it answered
+// before, where it would otherwise mint a second key.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -25,6 +26,7 @@ import { crc32 } from 'node:zlib';
 import { ok, err } from '../../common/result';
 import { AnswerRing } from './answer-ring';
 import { RequestIdTable } from './request-id-table';
+import { JournalCorruptError, RequestIdJournal } from './request-id-journal';
 import {
   type AuditEntry,
   type AuditEvent,
@@ -69,6 +71,12 @@ export interface EmbeddedStoreOptions {
    * unavailable) until ids expire.
    */
   issuedIdsMax?: number;
+  /**
+   * Journal answered request ids to disk (issued-*.ids, 28 bytes each, written before the
+   * answer goes out), so that idempotency survives a KDC crash. Default true; processes that
+   * never issue (kdc-admin) open the store without it.
+   */
+  issuedJournal?: boolean;
 }
 
 type LogRecord =
@@ -305,6 +313,7 @@ export class EmbeddedStore implements KdcStore {
   /** Every answered request id until it expires, with where its answer lies in `answers`. */
   private readonly issuedIds: RequestIdTable;
   private readonly answers: AnswerRing;
+  private journal: RequestIdJournal | null = null;
   private auditSeq = 0;
   private audit = { ino: -1, scanned: 0, lines: 0 };
 
@@ -336,7 +345,21 @@ export class EmbeddedStore implements KdcStore {
     }
     // A torn tail seen without the lock may be a write in progress: repair it under the lock.
     if (!store.refresh(false)) await store.withLock(() => store.refresh(true));
+    if (opts.issuedJournal ?? true) store.openJournal(dir);
     return store;
+  }
+
+  /** Replays the ids answered before this process (they get no answer: a retry is `replay`). */
+  private openJournal(dir: string): void {
+    const now = Date.now();
+    try {
+      this.journal = RequestIdJournal.open(dir, (id, expiresAtMs) => {
+        if (this.issuedIds.add(id, expiresAtMs, now, -1) === 'full') throw new RangeError('journal holds more live request ids than issuedIdsMax');
+      });
+    } catch (e) {
+      if (e instanceof JournalCorruptError) throw new StoreCorruptError(this.description, e.message);
+      throw new StoreUnavailableError(this.description, 'open', `request id journal: ${errMsg(e)}`);
+    }
   }
 
   // ---- log replay ----
@@ -695,6 +718,13 @@ export class EmbeddedStore implements KdcStore {
     const held = this.issuedIds.get(id, now);
     // Answered before: its answer, or nothing when the ring has dropped it (never a second key).
     if (held !== undefined) return { stored: false, bytes: this.answers.read(held) ?? new Uint8Array(0) };
+    // Journal first: an id that could not be written is not held either, so no answer of it
+    // leaves, and a retry tries again.
+    try {
+      this.journal?.append(id, now + ttlMs);
+    } catch (e) {
+      throw new StoreUnavailableError(this.description, 'putIssuedIfAbsent', `cannot write the request id journal: ${errMsg(e)}`);
+    }
     // The ring copies the answer in; the caller's bytes stay the caller's.
     const at = this.answers.append(bytes);
     if (this.issuedIds.add(id, now + ttlMs, now, at) === 'full') {
@@ -719,6 +749,7 @@ export class EmbeddedStore implements KdcStore {
     if (this.closed) return;
     this.closed = true;
     await this.chain;
+    this.journal?.close();
     if (this.fd >= 0) fs.closeSync(this.fd);
     this.fd = -1;
   }

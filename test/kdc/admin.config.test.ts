@@ -38,7 +38,7 @@ test('relative paths resolve against the config directory; env master key; metri
     listen: { kdc: '[::]:7391', metrics: null },
     rateLimit: null,
   });
-  expect(c.store).toEqual({ type: 'embedded', dir: path.resolve('/etc/cg/data'), compactAfterRecords: 50, lockTimeoutMs: 2000, issuedMaxEntries: 100_000, issuedIdsMax: 2 ** 24, auditMaxLen: 100_000 });
+  expect(c.store).toEqual({ type: 'embedded', dir: path.resolve('/etc/cg/data'), compactAfterRecords: 50, lockTimeoutMs: 2000, issuedMaxEntries: 100_000, issuedIdsMax: 2 ** 24, issuedJournal: true, auditMaxLen: 100_000 });
   expect(c.masterKey).toEqual({ current: { env: 'KDC_MK' }, additional: [{ file: '/etc/cg/old.key' }] });
   expect(c.listen).toEqual({ kdc: [{ host: '::', port: 7391 }], metrics: null });
   expect(c.rateLimit).toBeNull();
@@ -91,11 +91,13 @@ test.each([
 
 test('all problems are reported at once, with the source named', () => {
   try {
-    v({ graceMs: 'x', maxInFlight: 0 });
+    v({ graceMs: 'x', maxInFlight: 0, store: { embedded: { issuedJournal: 'yes' } } });
     throw new Error('no error');
   } catch (e) {
     expect(e).toBeInstanceOf(ConfigError);
-    expect((e as Error).message).toBe('kdc.json: 2 problems:\n  graceMs: expected integer 0..31622400000\n  maxInFlight: expected integer 1..1000000');
+    expect((e as Error).message).toBe(
+      'kdc.json: 3 problems:\n  store.embedded.issuedJournal: expected true or false\n  graceMs: expected integer 0..31622400000\n  maxInFlight: expected integer 1..1000000',
+    );
   }
 });
 

@@ -11,7 +11,7 @@ import { KdcClient, KdcUnreachableError, parseEndpoint } from '../../kdc/client'
 import type { KeyFile } from '../../kdc/key-file';
 import type { KdcInstance } from '../../kdc/server';
 import { type RedisStandalone, freePort, redisAvailable, startRedisStandalone } from '../helpers/redis';
-import { type Lab, decodeAnswer, endpointOf, makeLab, request, within } from './service.fixture';
+import { CLI, DIST_READY, type Lab, ROOT, decodeAnswer, endpointOf, killProcess, makeLab, request, startKdcProcess, within } from './service.fixture';
 
 const hasRedis = redisAvailable();
 const d = hasRedis ? describe : describe.skip;
@@ -20,9 +20,6 @@ if (!hasRedis) console.warn('redis-server not found: KDC client suite skipped');
 const code = (m: KdcMessage): string => (m.type === KdcType.IssueError ? KDC_ERROR_NAMES[m.code] : 'ok');
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const CLI = path.join(ROOT, 'dist', 'cli', 'ciphergate.js');
-const distReady = fs.existsSync(CLI) && fs.existsSync(path.join(ROOT, 'dist', 'cli', 'commands', 'kdc-client.js'));
 
 test('parseEndpoint takes host:port and [v6]:port and names bad text', () => {
   expect(parseEndpoint('127.0.0.1:7391')).toEqual({ host: '127.0.0.1', port: 7391 });
@@ -126,36 +123,7 @@ d('KdcClient against two KDC instances on one Redis', () => {
   });
 });
 
-/** Starts `ciphergate kdc` from dist/ on a fresh port with the lab's store; resolves once ready. */
-async function kdcProcess(lab: Lab): Promise<{ proc: ChildProcess; endpoint: string }> {
-  const port = await freePort();
-  const httpPort = await freePort();
-  const cfg = JSON.parse(fs.readFileSync(lab.configPath, 'utf8')) as Record<string, unknown>;
-  const file = path.join(lab.dir, `kdc-${port}.json`);
-  // Generous store deadlines: this is about failover between KDCs, and a loaded CI machine must
-  // not turn slow Redis answers into store-unavailable.
-  const store = cfg.store as { redis?: Record<string, unknown> } | undefined;
-  const patient = store?.redis ? { ...store, redis: { ...store.redis, timeoutMs: 10_000 } } : store;
-  fs.writeFileSync(file, JSON.stringify({ ...cfg, store: patient, storeDeadlineMs: 10_000, listen: { kdc: `127.0.0.1:${port}`, metrics: `127.0.0.1:${httpPort}` } }));
-  const proc = spawn(process.execPath, [CLI, 'kdc', '--config', file, '--log-level', 'warn'], { cwd: ROOT, stdio: 'ignore' });
-  await within(`kdc process on ${port} ready`, 15_000, async () => {
-    if (proc.exitCode !== null) throw new Error(`kdc process exited ${proc.exitCode}`);
-    return fetch(`http://127.0.0.1:${httpPort}/readyz`).then(
-      (r) => r.status === 200,
-      () => false,
-    );
-  });
-  return { proc, endpoint: `127.0.0.1:${port}` };
-}
-
-async function kill(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise((r) => proc.once('exit', r));
-  proc.kill('SIGKILL');
-  await exited;
-}
-
-const dr = hasRedis && distReady ? describe : describe.skip;
+const dr = hasRedis && DIST_READY ? describe : describe.skip;
 
 dr('KdcClient failover between two KDC processes (dist/) when one is SIGKILLed', () => {
   let redis: RedisStandalone;
@@ -166,25 +134,25 @@ dr('KdcClient failover between two KDC processes (dist/) when one is SIGKILLed',
     lab = await makeLab({ kind: 'redis', redis });
   });
   afterAll(async () => {
-    await Promise.all(procs.map(kill));
+    await Promise.all(procs.map(killProcess));
     await lab?.cleanup();
     await redis?.stop();
   });
 
   test('no request fails while one process dies; with both dead the error names both', async () => {
     const gw1 = await lab.key('gw1');
-    const one = await kdcProcess(lab);
-    const two = await kdcProcess(lab);
+    const one = await startKdcProcess(lab);
+    const two = await startKdcProcess(lab);
     procs.push(one.proc, two.proc);
     const client = new KdcClient({ endpoints: [one.endpoint, two.endpoint], timeoutMs: 15_000, retries: 2 });
     try {
       const burst = (n: number) => Promise.all(Array.from({ length: n }, () => client.request(request(gw1, 'alice')).then((a) => code(decodeAnswer(a)))));
       expect(await burst(40)).toEqual(Array(40).fill('ok'));
       const during = burst(100);
-      await kill(one.proc);
+      await killProcess(one.proc);
       expect(await during).toEqual(Array(100).fill('ok'));
       expect(await burst(40)).toEqual(Array(40).fill('ok'));
-      await kill(two.proc);
+      await killProcess(two.proc);
       const e = await client.request(request(gw1, 'alice')).then(
         () => null,
         (x: unknown) => x as Error,
@@ -207,8 +175,8 @@ function cli(args: string[], timeoutMs = 20_000): Promise<{ code: number; stdout
   });
 }
 
-const dc = distReady ? describe : describe.skip;
-if (!distReady) console.warn(`dist/ is missing or stale (no ${CLI} with kdc-client): CLI tests skipped; run \`npx tsc -p .\` first`);
+const dc = DIST_READY ? describe : describe.skip;
+if (!DIST_READY) console.warn(`dist/ is missing or stale (no ${CLI} with kdc-client): CLI tests skipped; run \`npx tsc -p .\` first`);
 
 dc('the CLI: ciphergate kdc and kdc-client (from dist/)', () => {
   let lab: Lab;

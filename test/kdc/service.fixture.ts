@@ -2,6 +2,7 @@
 // the embedded store or a real Redis, populated through the real `kdc-admin` (init, principals,
 // policy, exported key files), KDC instances started in process on free loopback ports, and
 // helpers that build sealed ISSUE_REQUESTs and talk raw KDC frames over TCP.
+import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -15,9 +16,13 @@ import { type KdcConfig, loadKdcConfig } from '../../kdc/config';
 import { type KeyFile, loadKeyFile } from '../../kdc/key-file';
 import { type KdcInstance, type StartKdcOptions, startKdc } from '../../kdc/server';
 import { runKdcAdmin } from '../../cli/commands/kdc-admin';
-import type { Endpoint } from '../helpers/redis';
+import { type Endpoint, freePort } from '../helpers/redis';
 
 export const LOOPBACK = '127.0.0.1';
+export const ROOT = path.resolve(__dirname, '..', '..');
+export const CLI = path.join(ROOT, 'dist', 'cli', 'ciphergate.js');
+/** dist/ is built (and new enough to have kdc-client): the tests of real KDC processes can run. */
+export const DIST_READY = fs.existsSync(CLI) && fs.existsSync(path.join(ROOT, 'dist', 'cli', 'commands', 'kdc-client.js'));
 export const SERVICE = { addr: Uint8Array.of(10, 9, 9, 9), port: 5432 };
 
 export type LabStore = { kind: 'embedded' } | { kind: 'redis'; redis: Endpoint };
@@ -232,4 +237,37 @@ export async function within(what: string, timeoutMs: number, check: () => Promi
     if (Date.now() - t0 > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
     await sleep(20);
   }
+}
+
+/**
+ * Starts `ciphergate kdc` from dist/ on a fresh port with the lab's store (its config JSON
+ * passed through `edit` first); resolves once ready.
+ */
+export async function startKdcProcess(lab: Lab, edit: (config: Record<string, unknown>) => Record<string, unknown> = (c) => c): Promise<{ proc: ChildProcess; endpoint: string }> {
+  const port = await freePort();
+  const httpPort = await freePort();
+  const cfg = edit(JSON.parse(fs.readFileSync(lab.configPath, 'utf8')) as Record<string, unknown>);
+  const file = path.join(lab.dir, `kdc-${port}.json`);
+  // Generous store deadlines: a loaded CI machine must not turn slow Redis answers into
+  // store-unavailable.
+  const store = cfg.store as { redis?: Record<string, unknown> } | undefined;
+  const patient = store?.redis ? { ...store, redis: { ...store.redis, timeoutMs: 10_000 } } : store;
+  fs.writeFileSync(file, JSON.stringify({ ...cfg, store: patient, storeDeadlineMs: 10_000, listen: { kdc: `${LOOPBACK}:${port}`, metrics: `${LOOPBACK}:${httpPort}` } }));
+  const proc = spawn(process.execPath, [CLI, 'kdc', '--config', file, '--log-level', 'warn'], { cwd: ROOT, stdio: 'ignore' });
+  await within(`kdc process on ${port} ready`, 15_000, async () => {
+    if (proc.exitCode !== null) throw new Error(`kdc process exited ${proc.exitCode}`);
+    return fetch(`http://${LOOPBACK}:${httpPort}/readyz`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
+  });
+  return { proc, endpoint: `${LOOPBACK}:${port}` };
+}
+
+/** SIGKILLs `proc` (if it still runs) and waits for it to exit. */
+export async function killProcess(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGKILL');
+  await exited;
 }

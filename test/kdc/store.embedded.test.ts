@@ -221,3 +221,26 @@ test('with no room for one more live request id, puts fail as the store being un
     await store.close();
   }
 });
+
+test('answered request ids survive the process: a store opened after one that never closed refuses them (journal), unless the journal is off', async () => {
+  const ids = Array.from({ length: 30 }, (_, i) => Uint8Array.from({ length: 16 }, (_, k) => (k === 0 ? i : 0x6b)));
+  const first = await openEmbeddedStore({ dir: tmp });
+  for (const [i, id] of ids.entries()) expect((await first.putIssuedIfAbsent(id, Uint8Array.of(i + 1), 60_000)).stored).toBe(true);
+  // `first` is not closed: what a killed process leaves behind.
+  const second = await openEmbeddedStore({ dir: tmp });
+  try {
+    for (const id of ids) expect(await second.putIssuedIfAbsent(id, Uint8Array.of(0xee), 60_000)).toEqual({ stored: false, bytes: new Uint8Array(0) });
+    expect((await second.putIssuedIfAbsent(new Uint8Array(16).fill(1), Uint8Array.of(2), 60_000)).stored).toBe(true);
+  } finally {
+    await second.close();
+  }
+  // The check above can fail: without the journal the same ids would be answered again.
+  const forgetful = await openEmbeddedStore({ dir: tmp, issuedJournal: false });
+  try {
+    expect((await forgetful.putIssuedIfAbsent(ids[0]!, Uint8Array.of(0xee), 60_000)).stored).toBe(true);
+    expect(fs.readdirSync(tmp).filter((f) => f.endsWith('.ids'))).toHaveLength(2); // it neither writes nor deletes segments
+  } finally {
+    await forgetful.close();
+  }
+  await first.close();
+});
