@@ -16,7 +16,7 @@
 // `issuedMaxEntries` (they serve retries; answer-ring.ts), and every answered request id until
 // its record would expire (request-id-table.ts), so an id whose answer was dropped is refused,
 // never answered with a second key. Each id is also written to a journal (request-id-journal.ts)
-// before its put returns, so a KDC restarted after a crash refuses retries of what it answered
+// before its put resolves, so a KDC restarted after a crash refuses retries of what it answered
 // before, where it would otherwise mint a second key.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -717,27 +717,41 @@ export class EmbeddedStore implements KdcStore {
     const now = Date.now();
     const held = this.issuedIds.get(id, now);
     // Answered before: its answer, or nothing when the ring has dropped it (never a second key).
-    if (held !== undefined) return { stored: false, bytes: this.answers.read(held) ?? new Uint8Array(0) };
-    // Journal first: an id that could not be written is not held either, so no answer of it
-    // leaves, and a retry tries again.
-    try {
-      this.journal?.append(id, now + ttlMs);
-    } catch (e) {
-      throw new StoreUnavailableError(this.description, 'putIssuedIfAbsent', `cannot write the request id journal: ${errMsg(e)}`);
+    if (held !== undefined) {
+      await this.journaled('putIssuedIfAbsent');
+      return { stored: false, bytes: this.answers.read(held) ?? new Uint8Array(0) };
     }
     // The ring copies the answer in; the caller's bytes stay the caller's.
     const at = this.answers.append(bytes);
     if (this.issuedIds.add(id, now + ttlMs, now, at) === 'full') {
       throw new StoreUnavailableError(this.description, 'putIssuedIfAbsent', `${this.issuedIds.capacity} request ids held until they expire, no room for more (issuedIdsMax)`);
     }
+    this.journal?.append(id, now + ttlMs);
+    await this.journaled('putIssuedIfAbsent');
     return { stored: true, bytes };
+  }
+
+  /**
+   * Resolves once every answered id is in the journal. An answer must not leave before its id
+   * would survive a crash: a retry that finds an id not yet written waits for it too, and when
+   * the write fails the put fails (store unavailable) and the id is written again by the next.
+   */
+  private async journaled(op: string): Promise<void> {
+    if (this.journal === null || !this.journal.busy) return;
+    try {
+      await this.journal.written();
+    } catch (e) {
+      throw new StoreUnavailableError(this.description, op, `cannot write the request id journal: ${errMsg(e)}`);
+    }
   }
 
   async getIssued(requestId: Uint8Array): Promise<Uint8Array | null> {
     this.check('getIssued');
     checkIssuedArgs(requestId, null, null);
     const held = this.issuedIds.get(idFingerprint(requestId), Date.now());
-    return held === undefined ? null : this.answers.read(held);
+    if (held === undefined) return null;
+    await this.journaled('getIssued');
+    return this.answers.read(held);
   }
 
   async ping(): Promise<void> {

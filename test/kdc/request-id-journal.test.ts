@@ -24,11 +24,15 @@ function reopen(now: number, generationMs = 60_000): { journal: RequestIdJournal
 
 const segments = (): string[] => fs.readdirSync(dir).filter((f) => f.endsWith('.ids')).sort();
 
-test('appended ids are replayed by the next open with their expiries; expired ones are left out', () => {
+test('appended ids are written in one batch, and replayed by the next open with their expiries; expired ones are left out', async () => {
   const t0 = 1_000_000;
   const { journal } = reopen(t0);
   for (let i = 0; i < 100; i++) journal.append(id(i), t0 + (i < 10 ? 500 : 720_000));
-  // No close(): a process that dies keeps nothing in memory that the file lacks.
+  expect(journal.busy).toBe(true);
+  expect(segments()).toHaveLength(0); // nothing written until the batch goes out
+  await journal.written();
+  expect(journal.busy).toBe(false);
+  // No close(): once written() resolved, a process that dies keeps nothing the file lacks.
   const { replayed } = reopen(t0 + 1000);
   expect(replayed.size).toBe(90);
   expect(replayed.get(hex(id(10)))).toBe(t0 + 720_000);
@@ -66,15 +70,18 @@ test('a damaged record followed by good ones is corruption, named with file and 
   expect(() => reopen(2000)).toThrow(/bad header/);
 });
 
-test('a new segment per generation; a segment is deleted once no one can append to it and all of it expired', () => {
+test('a new segment per generation; a segment is deleted once no one can append to it and all of it expired', async () => {
   let now = 10_000;
   const journal = RequestIdJournal.open(dir, () => undefined, 1000, () => now);
   journal.append(id(1), now + 1500); // segment A: dead at 11_500
+  await journal.written();
   now += 1000;
   journal.append(id(2), now + 5000); // segment B: dead at 16_000
+  await journal.written();
   expect(segments()).toHaveLength(2);
   now += 1000; // 12_000: A is past its generation and expired
   journal.append(id(3), now + 5000); // segment C; rotating deletes A
+  await journal.written();
   expect(segments()).toHaveLength(2);
   expect(journal.segments).toBe(2);
   journal.close();
@@ -86,11 +93,12 @@ test('a new segment per generation; a segment is deleted once no one can append 
   expect(segments()).toHaveLength(1);
 });
 
-test('two processes on one directory write separate segments, and the next open replays both', () => {
+test('two processes on one directory write separate segments, and the next open replays both', async () => {
   const a = reopen(5000).journal;
   const b = RequestIdJournal.open(dir, () => undefined, 60_000, () => 5000);
   a.append(id(1), 900_000);
   b.append(id(2), 900_000);
+  await Promise.all([a.written(), b.written()]);
   // Same start time and pid here, so the second segment takes the next free name.
   expect(segments()).toHaveLength(2);
   expect(reopen(6000).replayed.size).toBe(2);
@@ -102,4 +110,21 @@ test('bad arguments and use after close are errors, not silent records', () => {
   journal.close();
   expect(() => journal.append(id(1), 2000)).toThrow(/closed/);
   expect(segments()).toHaveLength(0);
+});
+
+test('a write that fails rejects its batch and keeps its ids; the next write carries them to a new segment', async () => {
+  const { journal } = reopen(1000);
+  journal.append(id(1), 900_000);
+  await journal.written();
+  // Take the segment away under the journal: its descriptor now fails every write.
+  const seg = (journal as unknown as { current: { fd: number } }).current;
+  fs.closeSync(seg.fd);
+  fs.openSync('/dev/null', 'r'); // reuses the number, read-only: write(2) fails with EBADF
+  journal.append(id(2), 900_000);
+  await expect(journal.written()).rejects.toThrow(/EBADF/);
+  expect(journal.busy).toBe(true);
+  await journal.written(); // written again, to a fresh segment
+  expect(journal.busy).toBe(false);
+  expect(segments()).toHaveLength(2);
+  expect(reopen(2000).replayed.size).toBe(2);
 });

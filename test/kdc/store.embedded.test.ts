@@ -244,3 +244,24 @@ test('answered request ids survive the process: a store opened after one that ne
   }
   await first.close();
 });
+
+test('a journal write that fails fails the put (store unavailable); a retry of that id gets the same answer once it is written', async () => {
+  const store = await openEmbeddedStore({ dir: tmp });
+  try {
+    const first = Uint8Array.from({ length: 16 }, (_, k) => k);
+    expect((await store.putIssuedIfAbsent(first, Uint8Array.of(1), 60_000)).stored).toBe(true);
+    // Break the segment's descriptor: the number now names a read-only /dev/null.
+    const journal = (store as unknown as { journal: { current: { fd: number } } }).journal;
+    fs.closeSync(journal.current.fd);
+    fs.openSync('/dev/null', 'r');
+    const id = new Uint8Array(16).fill(9);
+    await expect(store.putIssuedIfAbsent(id, Uint8Array.of(7), 60_000)).rejects.toThrow(/store unavailable: .*putIssuedIfAbsent: cannot write the request id journal: .*EBADF/);
+    // The retry neither mints anew nor gets an answer whose id is not on disk: it waits for the write.
+    expect(await store.putIssuedIfAbsent(id, Uint8Array.of(8), 60_000)).toEqual({ stored: false, bytes: Uint8Array.of(7) });
+  } finally {
+    await store.close();
+  }
+  const reopened = await openEmbeddedStore({ dir: tmp });
+  expect(await reopened.putIssuedIfAbsent(new Uint8Array(16).fill(9), Uint8Array.of(8), 60_000)).toEqual({ stored: false, bytes: new Uint8Array(0) });
+  await reopened.close();
+});
