@@ -24,7 +24,7 @@
 // sentinelPassword(Env), timeoutMs, connectTimeoutMs, maxPending, waitForReplicas.
 // Embedded options besides path: compactAfterRecords, lockTimeoutMs, issuedMaxEntries (full
 // answers kept for retries, 512 bytes each reserved), issuedIdsMax (request ids held until they expire; see store/embedded.ts),
-// issuedJournal (default true: answered ids fsynced to disk before the answer, so idempotency survives a crash).
+// issuedJournal (default true: answered ids written to disk before their answers, so idempotency survives a KDC crash).
 import * as path from 'node:path';
 import type { BackendName } from '../common/crypto/backend';
 import type { MasterKeySource } from './master-key';
