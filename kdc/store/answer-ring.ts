@@ -12,7 +12,7 @@
 const LEN = 4;
 
 /** Bytes reserved per entry: a typical answer record is 32 + 414 bytes (docs/PROTOCOL.md). */
-export const RING_BYTES_PER_ENTRY = 512;
+const RING_BYTES_PER_ENTRY = 512;
 /** The ring is never smaller than this, so the largest answer (32 + 1932 bytes) always fits. */
 const MIN_RING_BYTES = 64 * 1024;
 

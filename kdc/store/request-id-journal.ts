@@ -5,7 +5,8 @@
 // never answered differently.
 //
 // Segments: `issued-<startMs>-<pid>.ids` in the store directory, a new one per process every
-// generationMs. Each holds the 8-byte header "cg-ids1\n", then 28-byte records:
+// generationMs (a minute, as the id table's generations). Each holds the 8-byte header
+// "cg-ids1\n", then 28-byte records:
 //   16 id fingerprint | 8 expiry, ms since the epoch (float64 BE) | 4 CRC-32 of the 24 before.
 //
 // Records are batched: the ids appended while the KDC works through one chunk of requests go
@@ -26,6 +27,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
+import { GENERATION_MS } from './request-id-table';
 
 const HEADER = Buffer.from('cg-ids1\n', 'latin1');
 const ID_LEN = 16;
@@ -44,7 +46,7 @@ interface Segment {
 }
 
 /** Reads one segment's records, calling `onRecord` for each; returns the latest expiry in it. */
-export function readSegment(file: string, bytes: Buffer, onRecord: (id: Uint8Array, expiresAtMs: number) => void): number {
+function readSegment(file: string, bytes: Buffer, onRecord: (id: Uint8Array, expiresAtMs: number) => void): number {
   if (bytes.length < HEADER.length) return 0; // created, header never written: nothing acknowledged
   if (!bytes.subarray(0, HEADER.length).equals(HEADER)) throw new JournalCorruptError(`${file}: not a request id journal (bad header)`);
   let maxExpiry = 0;
@@ -87,24 +89,21 @@ export class RequestIdJournal {
   private batch: Batch | null = null;
   private scheduled = false;
   private current: (Segment & { fd: number }) | null = null;
-  /** Segments of ours and of earlier processes, for deletion once dead. */
-  private readonly known: Segment[];
   private closed = false;
 
   private constructor(
     private readonly dir: string,
     private readonly generationMs: number,
     private readonly clock: () => number,
-    known: Segment[],
-  ) {
-    this.known = known;
-  }
+    /** Segments of ours and of earlier processes, for deletion once dead. */
+    private readonly known: Segment[],
+  ) {}
 
   /**
    * Replays every segment in `dir`, calling `onRecord` for each id not expired at the clock's
    * now, and deletes dead segments. Synchronous: it runs while the store opens.
    */
-  static open(dir: string, onRecord: (id: Uint8Array, expiresAtMs: number) => void, generationMs = 60_000, clock: () => number = Date.now): RequestIdJournal {
+  static open(dir: string, onRecord: (id: Uint8Array, expiresAtMs: number) => void, generationMs = GENERATION_MS, clock: () => number = Date.now): RequestIdJournal {
     const now = clock();
     const known: Segment[] = [];
     for (const name of fs.readdirSync(dir).sort()) {
@@ -121,7 +120,7 @@ export class RequestIdJournal {
     return journal;
   }
 
-  /** Segment files this journal knows of (its own and those it replayed), for tests and status. */
+  /** Segment files this journal knows of (its own and those it replayed, not yet deleted). */
   get segments(): number {
     return this.known.length;
   }
