@@ -757,6 +757,9 @@ export class EmbeddedStore implements KdcStore {
   async ping(): Promise<void> {
     this.check('ping');
     this.refresh(false);
+    // Ids the journal could not write make the store unavailable until they are written: the
+    // KDC then refuses at its front door instead of queueing ids without bound (rule 8).
+    await this.journaled('ping');
   }
 
   async close(): Promise<void> {

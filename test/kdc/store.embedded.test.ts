@@ -256,6 +256,13 @@ test('a journal write that fails fails the put (store unavailable); a retry of t
     fs.openSync('/dev/null', 'r');
     const id = new Uint8Array(16).fill(9);
     await expect(store.putIssuedIfAbsent(id, Uint8Array.of(7), 60_000)).rejects.toThrow(/store unavailable: .*putIssuedIfAbsent: cannot write the request id journal: .*EBADF/);
+    // While the journal cannot write at all, the store's health probe fails too, so the KDC
+    // turns unready and stops taking requests rather than queueing their ids without bound.
+    const dir = (journal as unknown as { dir: string }).dir;
+    (journal as unknown as { dir: string }).dir = path.join(tmp, 'gone');
+    await expect(store.ping()).rejects.toThrow(/store unavailable: .*ping: cannot write the request id journal: .*ENOENT/);
+    (journal as unknown as { dir: string }).dir = dir;
+    await store.ping();
     // The retry neither mints anew nor gets an answer whose id is not on disk: it waits for the write.
     expect(await store.putIssuedIfAbsent(id, Uint8Array.of(8), 60_000)).toEqual({ stored: false, bytes: Uint8Array.of(7) });
   } finally {
