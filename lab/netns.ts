@@ -118,6 +118,8 @@ export function missingTools(tools: readonly string[]): string[] {
 
 const NAME = /^[a-z0-9][a-z0-9-]*$/;
 const IFNAMSIZ = 15;
+/** Where `ip netns add` puts a named namespace. */
+const NETNS_DIR = '/run/netns';
 
 /** Runs a command to completion, collecting output; rejects on non-zero exit unless asked not to. */
 function run(cmd: string, args: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
@@ -211,6 +213,8 @@ export class NetnsLab {
     for (const pid of state.pids) signalGroup(pid, 'SIGTERM');
     await sleep(state.pids.length > 0 ? 1500 : 0);
     for (const pid of state.pids) signalGroup(pid, 'SIGKILL');
+    // SIGKILL is asynchronous: wait (bounded) so that a `lab up` right after finds nothing running.
+    for (let waited = 0; waited < 5000 && !state.pids.every(hasExited); waited += 50) await sleep(50);
     for (const ns of [...state.namespaces].reverse()) await run('ip', ['netns', 'del', ns], { allowFailure: true });
   }
 
@@ -219,6 +223,10 @@ export class NetnsLab {
     this.assertOpen();
     if (!NAME.test(base)) throw new Error(`bad namespace base name "${base}"`);
     const ns = `${this.prefix}-${base}-${this.id}`;
+    // Fixed ids (`ciphergate lab up`) collide with a lab brought up from another directory.
+    if (fs.existsSync(path.join(NETNS_DIR, ns))) {
+      throw new Error(`network namespace ${ns} already exists: another lab is up (ciphergate lab down --dir <its directory>), or one was left behind (ip netns del ${ns})`);
+    }
     await run('ip', ['netns', 'add', ns]);
     this.namespaces.push(ns);
     await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
@@ -505,5 +513,14 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
     process.kill(-pid, signal);
   } catch {
     // already exited
+  }
+}
+
+/** Whether a process has exited: no such pid, or a zombie its new parent has not reaped yet. */
+export function hasExited(pid: number): boolean {
+  try {
+    return (fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '').startsWith('Z');
+  } catch {
+    return true;
   }
 }

@@ -44,7 +44,7 @@ export const command: Command = {
     if (rest.length > 0) throw new UsageError(`unexpected argument '${rest[0]}'`);
     const dir = args.values.get('dir') ?? DEFAULT_DIR;
     if (verb === 'up') {
-      if (fs.existsSync(stateFile(dir))) throw new UsageError(`a lab is already up (${stateFile(dir)}); run: ciphergate lab down --dir ${dir}`);
+      if (fs.existsSync(stateFile(dir))) throw new Error(`a lab is already up (${stateFile(dir)}); run: ciphergate lab down --dir ${dir}`);
       const m = mode(args.values.get('mode'), false) as LabMode;
       const lab = await CiphergateLab.up({ mode: m, dir, persistent: { id: 'lab' }, capture: true });
       const state: LabState & { mode: LabMode } = { ...lab.netns.state(), mode: m };
