@@ -32,6 +32,7 @@ export async function runLiveDemo(say: (line?: string) => void, keepDir?: string
   let ok = true;
   try {
     say(`   client ${lab.client.v4} --- gateway --- server ${lab.server.v4}; KDC ${lab.kdcAddr}. Protected: ports 80, 6379, 5201.`);
+    say(`   namespaces (ip netns exec NAME ...): ${lab.netns.state().namespaces.join(', ')}`);
     const files = await lab.startCaptures('demo');
     say();
     say(`[${t()}] 2. An encrypted session with real programs on the client:`);

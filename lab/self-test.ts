@@ -25,6 +25,7 @@ export async function runLabSelfTest(mode: LabMode, dir: string, print: (line: s
   fs.rmSync(dir, { recursive: true, force: true });
   print(`lab test, ${mode} mode (work dir ${dir})`);
   const lab = await CiphergateLab.up({ mode, dir, gatewayTimers: { lingerMs: 1000 }, agentTimers: { lingerMs: 1000 } });
+  print(`  namespaces: ${lab.netns.state().namespaces.join(', ')}`);
   try {
     const srv = (port: number, p: string, v6 = false) => `http://${v6 ? `[${lab.server.v6}]` : lab.server.v4}:${port}${p}`;
     const ok = async (cmd: string, args: string[]) => {
