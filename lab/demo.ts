@@ -1,5 +1,5 @@
 // `ciphergate demo`, the main job: the whole system up in the lab, an encrypted session with real
-// programs, a slice of the wire capture and the status explained, then tear-down. About 30 s.
+// programs, a slice of the wire capture and the status explained, then tear-down. About 20 s.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';

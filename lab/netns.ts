@@ -519,7 +519,8 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
 /** Whether a process has exited: no such pid, or a zombie its new parent has not reaped yet. */
 export function hasExited(pid: number): boolean {
   try {
-    return (fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '').startsWith('Z');
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] === 'Z'; // the state follows the command name, which may hold ')'
   } catch {
     return true;
   }

@@ -9,7 +9,7 @@ ${offlineUsage}
 Without --offline (needs root): brings the whole system up in the namespace lab (KDC with Redis,
 gateway in router mode, agent, a server with a web server and Redis), runs an encrypted session
 with curl and redis-cli, shows and explains a slice of the wire capture and the status, then
-tears everything down. About 30 seconds. --dir keeps the captures and logs there.`;
+tears everything down. About 20 seconds. --dir keeps the captures and logs there.`;
 
 export const command: Command = {
   name: 'demo',
