@@ -119,10 +119,10 @@ export function missingTools(tools: readonly string[]): string[] {
 const NAME = /^[a-z0-9][a-z0-9-]*$/;
 const IFNAMSIZ = 15;
 /** Where `ip netns add` puts a named namespace. */
-const NETNS_DIR = '/run/netns';
+export const NETNS_DIR = '/run/netns';
 
 /** Runs a command to completion, collecting output; rejects on non-zero exit unless asked not to. */
-function run(cmd: string, args: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
+export function run(cmd: string, args: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];

@@ -4,33 +4,15 @@
 // and `ciphergate lab test`. The rest of the e2e suite drives the same lab through its API;
 // these tests hold the commands' own promises: what they print, what they check, what they
 // leave behind.
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { hasExited } from '../../lab/netns';
+import { NETNS_DIR, hasExited, run } from '../../lab/netns';
 import { cliPath } from '../../lab/topology';
-import { describeE2E } from './helpers';
+import { describeE2E, labDir } from './helpers';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+const ciphergate = (args: readonly string[], timeoutMs = 120_000) => run(process.execPath, [cliPath(), ...args], { timeoutMs, allowFailure: true });
 
-/** Runs a command to completion, whatever its exit code. */
-function run(cmd: string, args: readonly string[], timeoutMs: number): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (e, stdout, stderr) => {
-      if (e !== null && typeof e.code !== 'number') return reject(e); // not started, or killed by the timeout
-      resolve({ code: e === null ? 0 : (e.code as number), stdout, stderr });
-    });
-  });
-}
-
-const ciphergate = (args: readonly string[], timeoutMs = 120_000) => run(process.execPath, [cliPath(), ...args], timeoutMs);
-
-const namespaces = (): string[] => (fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns').sort() : []);
+const namespaces = (): string[] => (fs.existsSync(NETNS_DIR) ? fs.readdirSync(NETNS_DIR).sort() : []);
 
 /** The namespaces a command says it built ("namespaces: a, b, c"); other test files run beside. */
 function printedNamespaces(out: string): string[] {
@@ -38,8 +20,6 @@ function printedNamespaces(out: string): string[] {
   expect(names.length).toBeGreaterThanOrEqual(3);
   return names;
 }
-
-const tmpDir = (tag: string) => fs.mkdtempSync(path.join(os.tmpdir(), `cg-e2e-${tag}-`));
 
 describeE2E('ciphergate demo (the README\'s first command)', () => {
   test('brings the system up, shows an encrypted session, its wire and status, and leaves nothing behind', async () => {
@@ -77,7 +57,7 @@ describeE2E('ciphergate demo (the README\'s first command)', () => {
     expect(namespaces().filter((n) => built.includes(n))).toEqual([]);
     const dir = /^Captures and logs: (\S+)/m.exec(out)?.[1];
     expect(dir).toBeDefined();
-    const leftovers = await run('pgrep', ['-f', dir!], 10_000);
+    const leftovers = await run('pgrep', ['-f', dir!], { timeoutMs: 10_000, allowFailure: true });
     expect(leftovers.stdout).toBe('');
   }, 150_000);
 });
@@ -89,8 +69,8 @@ const labIsUp = () => (labNamespaces().length > 0 ? `a lab is up on this host ($
 describeE2E(
   'ciphergate lab up / lab down',
   () => {
-    const dir = tmpDir('lab-cli');
-    const otherDir = tmpDir('lab-cli-2');
+    const dir = labDir('lab-cli');
+    const otherDir = labDir('lab-cli-2');
     const stateFile = path.join(dir, 'lab-state.json');
 
     afterAll(async () => {
@@ -109,7 +89,7 @@ describeE2E(
       expect(state.pids.length).toBeGreaterThan(0);
 
       // What the printed "try:" lines promise: curl to the protected port is keyed and answered.
-      const curl = () => run('ip', ['netns', 'exec', 'cg-client-lab', 'curl', '-sS', '-m', '10', '-o', '/dev/null', '-w', '%{http_code}', `http://${server}/`], 20_000);
+      const curl = () => run('ip', ['netns', 'exec', 'cg-client-lab', 'curl', '-sS', '-m', '10', '-o', '/dev/null', '-w', '%{http_code}', `http://${server}/`], { timeoutMs: 20_000, allowFailure: true });
       expect((await curl()).stdout).toBe('200');
       const status = await ciphergate(['status', '--json', '--socket', path.join(dir, 'gateway.sock'), '--socket', path.join(dir, 'agent.sock')]);
       expect(status.code).toBe(0);
@@ -150,7 +130,7 @@ describeE2E(
 
 describeE2E('ciphergate lab test', () => {
   test('checks a throw-away host-mode lab end to end and says so', async () => {
-    const r = await ciphergate(['lab', 'test', '--mode', 'host', '--dir', tmpDir('lab-test')], 170_000);
+    const r = await ciphergate(['lab', 'test', '--mode', 'host', '--dir', labDir('lab-test')], 170_000);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('lab test: all checks passed');
     expect(r.stdout).not.toMatch(/FAIL/);

@@ -44,10 +44,12 @@ export function describeE2E(name: string, fn: () => void, extra: Parameters<type
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Brings a lab up in a fresh temp directory (kept after the run for the logs). */
+/** A fresh temp directory for one lab (kept after the run for the logs). */
+export const labDir = (tag: string): string => fs.mkdtempSync(path.join(os.tmpdir(), `cg-e2e-${tag}-`));
+
+/** Brings a lab up in a fresh temp directory. */
 export function upLab(tag: string, opts: Omit<LabOptions, 'dir'>): Promise<CiphergateLab> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `cg-e2e-${tag}-`));
-  return CiphergateLab.up({ ...opts, dir });
+  return CiphergateLab.up({ ...opts, dir: labDir(tag) });
 }
 
 /**
