@@ -9,6 +9,10 @@
 // services without the option) stays in the kernel. Agent: every packet to or from a protected
 // destination is queued. Packets we originate carry MARK_ORIGINATED and are never queued.
 //
+// Several queues (one per worker process) are filled by a symmetric hash of the flow's ports, so
+// both directions of a flow reach one worker and the flows between one client and one server
+// still spread (the kernel's own queue balancing hashes the address pair only).
+//
 // There is deliberately no `bypass` flag: with no daemon on the queue the kernel drops the
 // packets, so a stopped gateway or agent fails closed.
 import { execFile } from 'node:child_process';
@@ -154,7 +158,8 @@ function nftAction(r: SteerRule, q: QueueRange): string {
   if (r.action === 'drop') return 'drop';
   if (r.action === 'reject') return 'reject with tcp reset';
   if (r.action === 'connmark') return `ct mark set ${hex(MARK_KEYED)}`;
-  return q.count === 1 ? `queue num ${q.first}` : `queue num ${q.first}-${q.first + q.count - 1}`;
+  // symhash: the flow dissector's symmetric hash, ports included.
+  return q.count === 1 ? `queue num ${q.first}` : `queue to symhash mod ${q.count} offset ${q.first}`;
 }
 
 /** One `nft -f` transaction that creates or replaces the whole table. */
@@ -178,11 +183,49 @@ export const renderNftRemoval = (name: string): string => `add table inet ${name
 
 // ---- iptables ---------------------------------------------------------------------------
 
+const chainBase = (rs: Ruleset): string => (rs.name === 'ciphergate_gateway' ? 'CG-GW' : 'CG-AGENT');
+
 /** Our chain for a hook and stage: steer rules live in `mangle` (before filter), remember in `filter`. */
 export function iptablesChain(rs: Ruleset, hook: Hook, stage: SteerRule['stage']): { table: 'mangle' | 'filter'; chain: string; parent: string } {
-  const base = rs.name === 'ciphergate_gateway' ? 'CG-GW' : 'CG-AGENT';
   const suffix = stage === 'steer' ? '' : `-${stage.toUpperCase()}`;
-  return { table: stage === 'steer' ? 'mangle' : 'filter', chain: `${base}-${hook.toUpperCase()}${suffix}`, parent: hook.toUpperCase() };
+  return { table: stage === 'steer' ? 'mangle' : 'filter', chain: `${chainBase(rs)}-${hook.toUpperCase()}${suffix}`, parent: hook.toUpperCase() };
+}
+
+/** The mangle chain that picks one of several queues; reached by a jump from our steer chains. */
+export const balanceChain = (rs: Ruleset): string => `${chainBase(rs)}-BALANCE`;
+
+/** At most 2^3 buckets (64 rules): more queues than that fall back to the address-pair hash. */
+const BALANCE_MAX_BITS = 3;
+
+/** How many bits of each port pick the queue, or null when the kernel's own balancing is used. */
+export function balanceBits(q: QueueRange): number | null {
+  if (q.count === 1) return null;
+  const bits = Math.ceil(Math.log2(q.count));
+  return bits <= BALANCE_MAX_BITS ? bits : null;
+}
+
+/**
+ * The balance chain's rules for one family: bucket = (source port bits) XOR (destination port
+ * bits), the same in both directions. Bit 0 is skipped: Linux's connect() prefers even ports.
+ * xt_u32 reads the ports at the TCP header (after IPv4 options; IPv6 without extension headers).
+ * What no bucket matches (IPv6 with extension headers) goes to the first queue.
+ */
+function balanceRules(rs: Ruleset, family: 4 | 6, bits: number): string[] {
+  const chain = balanceChain(rs);
+  const portMask = ((1 << bits) - 1) << 1;
+  const mask = ((portMask << 16) | portMask) >>> 0;
+  const at = family === 4 ? '0>>22&0x3C@0' : '6>>24=0x6&&40';
+  const u32hex = (n: number) => `0x${(n >>> 0).toString(16).padStart(8, '0')}`;
+  const rules: string[] = [];
+  for (let a = 0; a < 1 << bits; a++) {
+    for (let b = 0; b < 1 << bits; b++) {
+      const value = ((a << 17) | (b << 1)) >>> 0;
+      const queue = rs.queues.first + ((a ^ b) % rs.queues.count);
+      rules.push(`-A ${chain} -m u32 --u32 "${at}&${u32hex(mask)}=${u32hex(value)}" -j NFQUEUE --queue-num ${queue}`);
+    }
+  }
+  rules.push(`-A ${chain} -j NFQUEUE --queue-num ${rs.queues.first}`);
+  return rules;
 }
 
 function iptMatch(r: SteerRule): string {
@@ -204,12 +247,13 @@ function iptMatch(r: SteerRule): string {
   }
 }
 
-function iptAction(r: SteerRule, q: QueueRange): string {
+function iptAction(r: SteerRule, q: QueueRange, balance: string): string {
   if (r.action === 'accept') return '-j RETURN';
   if (r.action === 'drop') return '-j DROP';
   if (r.action === 'reject') return '-j REJECT --reject-with tcp-reset';
   if (r.action === 'connmark') return `-j CONNMARK --set-mark ${hex(MARK_KEYED)}`;
-  return q.count === 1 ? `-j NFQUEUE --queue-num ${q.first}` : `-j NFQUEUE --queue-balance ${q.first}:${q.first + q.count - 1}`;
+  if (q.count === 1) return `-j NFQUEUE --queue-num ${q.first}`;
+  return balanceBits(q) === null ? `-j NFQUEUE --queue-balance ${q.first}:${q.first + q.count - 1}` : `-j ${balance}`;
 }
 
 export interface IptablesPlan {
@@ -217,6 +261,8 @@ export interface IptablesPlan {
   restore: string;
   /** Jumps from the built-in chains into ours, as [table, parent, chain]. */
   jumps: [string, string, string][];
+  /** Every chain of ours the rules use, as [table, chain]. */
+  chains: [string, string][];
 }
 
 /** The rules for one address family (addressless rules go to both). */
@@ -233,15 +279,19 @@ export function renderIptables(rs: Ruleset, family: 4 | 6): IptablesPlan {
       chains.set(chain, []);
       jumps.push([table, parent, chain]);
     }
-    chains.get(chain)!.push(`-A ${chain} ${iptMatch(r)}${r.exceptRst ? ' --tcp-flags RST NONE' : ''} ${iptAction(r, rs.queues)}`);
+    chains.get(chain)!.push(`-A ${chain} ${iptMatch(r)}${r.exceptRst ? ' --tcp-flags RST NONE' : ''} ${iptAction(r, rs.queues, balanceChain(rs))}`);
   }
+  const bits = balanceBits(rs.queues);
+  const mangle = byTable.get('mangle');
+  if (bits !== null && mangle !== undefined && rs.rules.some((r) => r.action === 'queue')) mangle.set(balanceChain(rs), balanceRules(rs, family, bits));
   const lines: string[] = [];
   for (const [table, chains] of byTable) {
     lines.push(`*${table}`, ...[...chains.keys()].map((c) => `:${c} - [0:0]`));
     for (const rules of chains.values()) lines.push(...rules);
     lines.push('COMMIT');
   }
-  return { restore: lines.join('\n') + '\n', jumps };
+  const chains = [...byTable].flatMap(([table, cs]) => [...cs.keys()].map((c): [string, string] => [table, c]));
+  return { restore: lines.join('\n') + '\n', jumps, chains };
 }
 
 // ---- applying ---------------------------------------------------------------------------
@@ -294,19 +344,21 @@ export class Steering {
       for (const family of [4, 6] as const) {
         const plan = renderIptables(rs, family);
         const tool = family === 4 ? 'iptables' : 'ip6tables';
-        // Our chains this ruleset does not use are removed, whoever installed them (a previous
-        // run may have left its at-exit rules), so they cannot act on top of the new ones.
-        const stale = everyChain(rs).filter(([t, , c]) => !plan.jumps.some(([t2, , c2]) => t2 === t && c2 === c));
-        for (const [table, parent, chain] of stale) await removeChain(tool, table, parent, chain);
-        if (plan.jumps.length === 0) continue;
-        const r = await run(`${tool}-restore`, ['--noflush', '-w', '5'], plan.restore);
-        if (!r.ok) throw new Error(`${tool}-restore refused our rules: ${r.stderr}`);
-        for (const [table, parent, chain] of plan.jumps) {
-          const present = await run(tool, ['-w', '5', '-t', table, '-C', parent, '-j', chain]);
-          if (present.ok) continue;
-          const added = await run(tool, ['-w', '5', '-t', table, '-I', parent, '1', '-j', chain]);
-          if (!added.ok) throw new Error(`${tool} -t ${table} -I ${parent}: ${added.stderr}`);
+        if (plan.jumps.length > 0) {
+          const r = await run(`${tool}-restore`, ['--noflush', '-w', '5'], plan.restore);
+          if (!r.ok) throw new Error(`${tool}-restore refused our rules: ${r.stderr}`);
+          for (const [table, parent, chain] of plan.jumps) {
+            const present = await run(tool, ['-w', '5', '-t', table, '-C', parent, '-j', chain]);
+            if (present.ok) continue;
+            const added = await run(tool, ['-w', '5', '-t', table, '-I', parent, '1', '-j', chain]);
+            if (!added.ok) throw new Error(`${tool} -t ${table} -I ${parent}: ${added.stderr}`);
+          }
         }
+        // Then our chains this ruleset does not use go, whoever installed them (a previous run
+        // may have left its at-exit rules). New rules first: between the two steps a packet meets
+        // both sets (queued, or refused), never neither (which would pass it in plaintext).
+        const stale = everyChain(rs).filter(([t, , c]) => !plan.chains.some(([t2, c2]) => t2 === t && c2 === c));
+        for (const [table, parent, chain] of stale) await removeChain(tool, table, parent, chain);
       }
     }
     this.current = rs;
@@ -325,7 +377,10 @@ export class Steering {
   }
 }
 
-/** Every chain a ruleset of this name could have, as [table, parent, chain]. */
+/**
+ * Every chain a ruleset of this name could have, as [table, parent, chain]. The balance chain
+ * comes last (no built-in parent): it can only be deleted once the steer chains are gone.
+ */
 function everyChain(rs: Ruleset): [string, string, string][] {
   const out: [string, string, string][] = [];
   for (const hook of ['forward', 'input', 'output'] as const) {
@@ -334,11 +389,12 @@ function everyChain(rs: Ruleset): [string, string, string][] {
       out.push([c.table, c.parent, c.chain]);
     }
   }
+  out.push(['mangle', '', balanceChain(rs)]);
   return out;
 }
 
 async function removeChain(tool: string, table: string, parent: string, chain: string): Promise<void> {
-  for (let i = 0; i < 16; i++) if (!(await run(tool, ['-w', '5', '-t', table, '-D', parent, '-j', chain])).ok) break;
+  for (let i = 0; parent !== '' && i < 16; i++) if (!(await run(tool, ['-w', '5', '-t', table, '-D', parent, '-j', chain])).ok) break;
   await run(tool, ['-w', '5', '-t', table, '-F', chain]);
   await run(tool, ['-w', '5', '-t', table, '-X', chain]);
 }

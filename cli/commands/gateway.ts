@@ -1,8 +1,9 @@
 import { DEFAULT_GATEWAY_CONFIG_PATH, loadGatewayConfig } from '../../gateway/config';
 import { GatewayDaemon, type GatewayDaemonOptions, gatewayClosedSteering } from '../../gateway/daemon';
-import { isGatewayWorker, runGatewayPrimary, runGatewayWorker } from '../../gateway/workers';
+import { runGatewayPrimary, runGatewayWorker } from '../../gateway/workers';
 import { jsonLogger, runUntilSignalled } from '../../runtime/daemon-kit';
 import { installClosedRules } from '../../runtime/steering';
+import { workerIndex } from '../../runtime/worker-pool';
 import { parseDaemonArgs } from '../args';
 import type { Command } from '../command';
 
@@ -20,7 +21,7 @@ rules the gateway installs itself; bridge captures on two interfaces with no IP 
                 was killed fails closed as fast as one that stopped (router and host modes)
 
 With "nfqueue": { "workers": N } (N > 1) the gateway runs one worker process per NFQUEUE number
-(the kernel balances flows over them) under a primary that owns the rules, the control socket
+(a hash of each flow's ports spreads flows over them) under a primary that owns the rules, the control socket
 and /metrics.
 
 Refuses to start, saying how to fix it, when offloads are on for a data interface, privileges
@@ -50,8 +51,9 @@ export const command: Command = {
       // Bridge mode only: cap loads only when it is used.
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       new (require('../../runtime/bridge-datapath') as typeof import('../../runtime/bridge-datapath')).BridgeDatapath(c, onError);
-    if (isGatewayWorker()) {
-      await runGatewayWorker(file, jsonLogger(process.stdout, config.log.level, { role: 'gateway', worker: Number(process.env.CIPHERGATE_GATEWAY_WORKER) }), { bridgeDatapath });
+    const worker = workerIndex();
+    if (worker !== null) {
+      await runGatewayWorker(file, jsonLogger(process.stdout, config.log.level, { role: 'gateway', worker }), { bridgeDatapath });
       return new Promise<number>(() => undefined); // the primary ends this process
     }
     const { runStartupChecks, gatewayNeeds } = await import('../../runtime/checks');

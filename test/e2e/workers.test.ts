@@ -23,6 +23,10 @@ describeE2E('gateway with two worker processes (router mode)', () => {
     expect(r.stdout.trim()).toBe(`${n} 200`);
     const after = await daemonStatus(lab, 'gateway');
     expect((after as unknown as { workers: number[] }).workers).toHaveLength(2);
+    // The balance rules hash the ports: one client and one server still use both workers.
+    const spread = (after as unknown as { byWorker: { packets: number }[] }).byWorker;
+    const before2 = (before as unknown as { byWorker: { packets: number }[] }).byWorker;
+    for (const [i, w] of spread.entries()) expect(w.packets - before2[i]!.packets).toBeGreaterThanOrEqual(n);
     expect(counter(after, 'flows-established') - counter(before, 'flows-established')).toBe(n);
     // The kernel's figures, summed over both workers' queues: the 60 SYNs were held, none dropped.
     expect(after.kernelQueue).toMatchObject({ queueFull: 0, socketFull: 0 });

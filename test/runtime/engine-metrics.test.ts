@@ -9,7 +9,8 @@ import { parseKernelQueueTable, readKernelQueues } from '../../runtime/kernel-qu
 import { formatStatus } from '../../cli/commands/status';
 import { LatencyHistogram } from '../../common/engine/latency-histogram';
 import type { GatewayConfig } from '../../gateway/config';
-import { mergeStatuses } from '../../gateway/workers';
+import { gatewayFields } from '../../gateway/workers';
+import { mergeWorkerStatuses } from '../../runtime/worker-pool';
 
 const figures = (queue: Record<string, number> | null, kernelQueue: Record<string, number> | null = null): StatusFigures => ({
   counters: { 'keyed:ok': 2 },
@@ -87,8 +88,11 @@ test('a gateway with workers: the primary sums the binding counters and kernel f
     keying: keyingOf([n]),
   });
   const config = { nfqueue: { queue: 0, workers: 2, maxQueueLen: 4096 }, kdc: { endpoints: [{ host: '10.0.3.2', port: 7391 }] } } as unknown as GatewayConfig;
-  const merged = mergeStatuses([worker(11, 5), worker(12, 7)], config, 'nft');
+  const parts = [worker(11, 5), worker(12, 7)];
+  const merged = { ...mergeWorkerStatuses(parts, 'nft'), ...gatewayFields(parts, config) };
   expect(merged.workers).toEqual([11, 12]);
+  expect(merged.byWorker).toEqual([expect.objectContaining({ pid: 11 }), expect.objectContaining({ pid: 12 })]);
+  expect(merged.kdc).toEqual({ endpoints: ['10.0.3.2:7391'], inFlight: 0 });
   expect(merged.queue).toMatchObject({ packets: 12, verdicts: 12, batches: 2 });
   expect(merged.kernelQueue).toEqual({ waiting: 2, queueFull: 12, socketFull: 0 });
   expect(merged.keying).toMatchObject({ count: 2, sumMs: 12 });
