@@ -8,7 +8,7 @@
 //   "destinations": [ { "endpoint": "10.0.2.2:80", "mode": "require", "gateway": "gw1.example" } ],
 //                                             // mode "require" | "opportunistic"; gateway: only its tickets count
 //   "listen": "0.0.0.0:7390",                 // key-delivery listener (the gateways' agentPort)
-//   "nfqueue": { "queue": 10, "maxQueueLen": 8192 },
+//   "nfqueue": { "queue": 10, "workers": 1, "maxQueueLen": 8192 },  // queues queue..queue+workers-1
 //   "dataInterfaces": [],                     // offloads checked at start
 //   "option": { "kind": 253, "exid": 17223 },
 //   "timers": { "lingerMs": 60000, "idleTimeoutMs": 300000, "maxClockSkewMs": 300000 },
@@ -38,7 +38,7 @@ import type { VersionedKey } from '../common/protocol/ticket';
 import { loadKeyFile } from '../kdc/key-file';
 import { principalNameProblem } from '../kdc/principals';
 import { DEFAULT_LIMITS, DEFAULT_TIMERS } from '../pipeline/setup';
-import { DEFAULT_MAX_QUEUE_LEN, MAX_QUEUE_LEN } from '../runtime/kernel-queue';
+import { queueRange } from '../runtime/kernel-queue';
 import type { AgentEngineConfig, Destination, DestinationMode } from './engine';
 
 export const DEFAULT_AGENT_CONFIG_PATH = '/etc/ciphergate/agent.json';
@@ -51,7 +51,7 @@ export interface AgentConfig extends DaemonCommon {
   keys: VersionedKey[];
   destinations: ConfiguredEndpoint<Destination>[];
   listen: HostPort;
-  nfqueue: { queue: number; maxQueueLen: number };
+  nfqueue: { queue: number; workers: number; maxQueueLen: number };
   timers: AgentEngineConfig['timers'];
   limits: AgentEngineConfig['limits'];
 }
@@ -100,7 +100,7 @@ export function parseAgentConfig(json: unknown, baseDir: string, readKey: ReadKe
       keys: loaded.map((l) => versionedKey(l.key)),
       destinations,
       listen: (top.listen === undefined ? undefined : w.hostPort('listen', top.listen)) ?? { host: '0.0.0.0', port: 7390 },
-      nfqueue: w.ints('nfqueue', top.nfqueue, { queue: [0, 65535, 10], maxQueueLen: [1, MAX_QUEUE_LEN, DEFAULT_MAX_QUEUE_LEN] }),
+      nfqueue: queueRange(w, top.nfqueue, 10),
       timers: w.ints('timers', top.timers, TIMERS),
       limits: w.ints('limits', top.limits, { maxFlows: [1, 10_000_000, DEFAULT_LIMITS.maxFlows] }),
       ...daemonCommon(w, top, { metrics: { host: '127.0.0.1', port: 9393 }, control: '/run/ciphergate/agent.sock', dataInterfaces: [] }),

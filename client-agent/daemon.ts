@@ -4,10 +4,14 @@
 // steering rules are replaced at exit by rules that reset connections to require-mode
 // destinations at once: with no agent, nothing goes out in plaintext and clients learn fast.
 // (After a crash the queue rules stay: packets to protected destinations are dropped.)
+// As one of several worker processes (client-agent/workers.ts) it binds only its own queue and
+// speaks key delivery through the primary, which owns the listener, the rules and the endpoints.
 import { getBackend } from '../common/crypto';
 import { systemRandom } from '../common/crypto/random';
 import { formatHostPort } from '../common/config/walker';
-import { EngineDriver } from '../runtime/engine-driver';
+import type { WorkerSlot } from '../common/protocol/conn-id';
+import type { KdMessage } from '../common/protocol/kd-messages';
+import { EngineDriver, type KdTransport } from '../runtime/engine-driver';
 import { KdListener } from '../runtime/kd-transport';
 import { NfqueueDatapath } from '../runtime/nfqueue-datapath';
 import { Steering, agentClosedRules, agentRules } from '../runtime/steering';
@@ -15,10 +19,15 @@ import { type Log, type OpsEndpoints, checkFixedOnReload, engineFigures, serveDa
 import { type AgentConfig, toEngineConfig } from './config';
 import { AgentEngine } from './engine';
 
+/** One worker process of several: its slot, and key delivery relayed by the primary. */
+export interface AgentWorker extends WorkerSlot {
+  kd: KdTransport;
+}
+
 export class AgentDaemon {
   readonly engine: AgentEngine;
   private readonly driver: EngineDriver;
-  private readonly listener: KdListener;
+  private readonly listener: KdListener | null;
   private readonly datapath: NfqueueDatapath;
   private steering: Steering | null = null;
   private ops: OpsEndpoints | null = null;
@@ -27,31 +36,36 @@ export class AgentDaemon {
   private constructor(
     private config: AgentConfig,
     private readonly log: Log,
+    worker?: AgentWorker,
   ) {
-    this.engine = new AgentEngine(toEngineConfig(config), { backend: getBackend(config.cryptoBackend), random: systemRandom });
-    this.listener = new KdListener({ message: (connId, m) => this.driver.kdMessage(connId, m), failure: (connId, reason) => this.driver.kdFailure(connId, reason) });
-    this.datapath = new NfqueueDatapath([config.nfqueue.queue], 10_000, (reason) => log('warn', 'datapath-error', { reason }), config.nfqueue.maxQueueLen);
+    this.engine = new AgentEngine(toEngineConfig(config), { backend: getBackend(config.cryptoBackend), random: systemRandom }, worker);
+    const listener = worker === undefined ? new KdListener({ message: (connId, m) => this.kdMessage(connId, m), failure: (connId, reason) => this.kdFailure(connId, reason) }) : null;
+    this.listener = listener;
+    const queue = config.nfqueue.queue + (worker?.index ?? 0);
+    this.datapath = new NfqueueDatapath([queue], 10_000, (reason) => log('warn', 'datapath-error', { reason }), config.nfqueue.maxQueueLen);
     this.driver = new EngineDriver(this.engine, {
       sink: this.datapath,
-      kd: { send: (c, m) => this.listener.send(c, m), close: (c) => this.listener.close(c) },
+      kd: worker?.kd ?? { send: (c, m) => listener!.send(c, m), close: (c) => listener!.close(c) },
       log,
       onTick: (now) => this.datapath.tick(now),
     });
   }
 
-  static async start(config: AgentConfig, log: Log): Promise<AgentDaemon> {
-    const d = new AgentDaemon(config, log);
+  static async start(config: AgentConfig, log: Log, worker?: AgentWorker): Promise<AgentDaemon> {
+    const d = new AgentDaemon(config, log, worker);
     try {
-      await d.listener.listen(config.listen.host, config.listen.port);
+      await d.listener?.listen(config.listen.host, config.listen.port);
       d.datapath.start(d.driver);
-      d.steering = await Steering.detect();
-      await d.steering.apply(agentRules(config.destinations, { first: config.nfqueue.queue, count: 1 }));
+      if (worker === undefined) {
+        d.steering = await Steering.detect();
+        await d.steering.apply(agentSteering(config));
+      }
       d.driver.start();
-      d.ops = await serveDaemonOps('agent', config, () => d.status());
+      if (worker === undefined) d.ops = await serveDaemonOps('agent', config, () => d.status());
     } catch (e) {
       d.driver.stop();
       d.datapath.close();
-      await d.listener.closeAll();
+      await d.listener?.closeAll();
       throw e;
     }
     log('info', 'agent-started', {
@@ -59,15 +73,25 @@ export class AgentDaemon {
       kvnos: config.keys.map((k) => k.kvno),
       destinations: config.destinations.map((x) => `${x.endpoint} ${x.meta.mode}`),
       listen: formatHostPort(config.listen),
-      steering: d.steering.backend,
+      steering: d.steering?.backend ?? 'primary',
     });
     return d;
+  }
+
+  /** A key-delivery message for one of this agent's flows (from its listener or the primary). */
+  kdMessage(connId: bigint, message: KdMessage): void {
+    this.driver.kdMessage(connId, message);
+  }
+
+  /** The key-delivery session of this flow cannot continue. */
+  kdFailure(connId: bigint, reason: string): void {
+    this.driver.kdFailure(connId, reason);
   }
 
   async reload(next: AgentConfig): Promise<void> {
     checkFixedOnReload(this.config, next, ['listen', 'nfqueue', 'control', 'metrics'], 'agent');
     this.engine.reconfigure(toEngineConfig(next));
-    await this.steering?.apply(agentRules(next.destinations, { first: next.nfqueue.queue, count: 1 }));
+    await this.steering?.apply(agentSteering(next));
     this.config = next;
     this.log('info', 'agent-reloaded', { kvnos: next.keys.map((k) => k.kvno), destinations: next.destinations.map((x) => `${x.endpoint} ${x.meta.mode}`) });
   }
@@ -79,7 +103,7 @@ export class AgentDaemon {
       .catch((e: unknown) => this.log('error', 'steering-close-failed', { error: (e as Error).message }));
     this.driver.shutdown();
     this.datapath.close();
-    await this.listener.closeAll();
+    await this.listener?.closeAll();
     await this.ops?.close();
     this.log('info', 'agent-stopped', { keyedFlows: this.engine.keyedFlowCount });
   }
@@ -95,11 +119,16 @@ export class AgentDaemon {
       steering: this.steering?.backend ?? null,
       queues: this.config.nfqueue,
       destinations: this.config.destinations.map((x) => ({ endpoint: x.endpoint, ...x.meta })),
-      keyDelivery: { listen: formatHostPort(this.config.listen), connections: this.listener.connections },
+      keyDelivery: { listen: formatHostPort(this.config.listen), connections: this.listener?.connections ?? 0 },
       ...engineFigures(flows, this.engine, this.datapath, this.driver.engineErrors, flows.filter((f) => f.state === 'syn-sent' || f.state === 'keying').length),
     };
   }
 
+}
+
+/** The steering rules of a running agent: every worker's queue in one balanced range. */
+export function agentSteering(c: AgentConfig) {
+  return agentRules(c.destinations, { first: c.nfqueue.queue, count: c.nfqueue.workers });
 }
 
 /** The rules left while the agent is stopped (also installed by `ciphergate agent --closed-rules`). */

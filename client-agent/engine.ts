@@ -16,6 +16,7 @@ import { admit } from '../common/engine/admission';
 import { resetInstead, resetReplyTo } from '../common/engine/reset';
 import { clampMss } from '../common/engine/syn-options';
 import { type FlowTuple, bytesEqual, tupleEqual } from '../common/protocol/codec';
+import { type WorkerSlot, drawConnId } from '../common/protocol/conn-id';
 import { agentConfirm, transcriptHash, verifyGatewayConfirm } from '../common/protocol/confirm';
 import { KdErrorCode, type KdHello, type KdMessage, type KdTicket, KdType, encodeKdMessage } from '../common/protocol/kd-messages';
 import { deriveFlowKeys } from '../common/protocol/key-schedule';
@@ -90,6 +91,8 @@ export class AgentEngine extends FlowEngine<AgentFlow, AgentCounter | `kd-reject
   constructor(
     private config: AgentEngineConfig,
     private readonly deps: EngineDeps,
+    /** As one of several worker processes: every connId names this worker (conn-id.ts). */
+    private readonly slot?: WorkerSlot,
   ) {
     super(config.limits.maxFlows);
     if (config.keys.length === 0) throw new RangeError('agent needs at least one long-term key');
@@ -144,7 +147,7 @@ export class AgentEngine extends FlowEngine<AgentFlow, AgentCounter | `kd-reject
       this.counters.inc('limit-flows');
       return destination.mode === 'require' ? this.refuseClient(ip, tcp, 'limit-flows') : this.pass();
     }
-    const connId = Buffer.from(this.deps.random(8)).readBigUInt64BE(0);
+    const connId = drawConnId(this.deps.random(8), this.slot);
     const request = encodeRequestOption({ version: 1, suites: suiteBit(Suite.CG1), connId }, this.config.option);
     const options = clampMss(tcp.optionBytes, TAG_OPTION_LEN, ip.version, [request]);
     // SYN data (TCP Fast Open) cannot be encrypted before there is a key: it is left out, and the

@@ -40,7 +40,7 @@ import { type HostPort, Walker, parseHostPort } from '../common/config/walker';
 import type { VersionedKey } from '../common/protocol/ticket';
 import { loadKeyFile } from '../kdc/key-file';
 import { DEFAULT_LIMITS, DEFAULT_TIMERS } from '../pipeline/setup';
-import { DEFAULT_MAX_QUEUE_LEN, MAX_QUEUE_LEN } from '../runtime/kernel-queue';
+import { queueRange } from '../runtime/kernel-queue';
 import type { GatewayEngineConfig, ServiceMode } from './engine';
 
 export const DEFAULT_GATEWAY_CONFIG_PATH = '/etc/ciphergate/gateway.json';
@@ -116,9 +116,7 @@ export function parseGatewayConfig(json: unknown, baseDir: string, readKey: Read
     }
   } else {
     if (top.bridge !== undefined) w.bad('bridge', `only used in bridge mode (mode is ${mode})`);
-    const q = w.ints('nfqueue', top.nfqueue, { queue: [0, 65535, 0], workers: [1, 64, 1], maxQueueLen: [1, MAX_QUEUE_LEN, DEFAULT_MAX_QUEUE_LEN] });
-    if (q.queue + q.workers - 1 > 65535) w.bad('nfqueue.workers', `queues ${q.queue}..${q.queue + q.workers - 1} go past 65535`);
-    nfqueue = q;
+    nfqueue = queueRange(w, top.nfqueue, 0);
   }
 
   const common = daemonCommon(w, top, {

@@ -34,7 +34,9 @@ export interface LabOptions {
   capture?: boolean;
   /** Skip starting the agent (a client without ciphergate). */
   noAgent?: boolean;
+  /** Worker processes (NFQUEUE numbers) of each daemon; 1 runs a single process. */
   gatewayWorkers?: number;
+  agentWorkers?: number;
 }
 
 interface Host {
@@ -264,7 +266,7 @@ export class CiphergateLab {
       keyFiles: [this.file('agent.key')],
       destinations: this.protectedEndpoints().map((endpoint) => ({ endpoint, mode: this.opts.agentMode ?? 'require', gateway: 'gateway@lab' })),
       listen: `[::]:${LAB_PORTS.keyDelivery}`,
-      nfqueue: { queue: 10 },
+      nfqueue: { queue: 10, workers: this.opts.agentWorkers ?? 1 },
       dataInterfaces: ['c0'],
       metrics: '127.0.0.1:9393',
       control: this.file('agent.sock'),

@@ -9,6 +9,7 @@ import { GatewayEngine, type ServiceMode } from '../gateway/engine';
 import { InProcessKdc } from './in-process-kdc';
 import { Pipeline, type PipelineSinks } from './pipeline';
 import type { Cidr } from '../common/protocol/cidr';
+import type { WorkerSlot } from '../common/protocol/conn-id';
 
 export const CLIENT_PRINCIPAL = 'client@pipeline';
 export const GATEWAY_PRINCIPAL = 'gateway@pipeline';
@@ -23,6 +24,8 @@ export interface PipelineSetup {
   option?: OptionConfig;
   timers?: Partial<{ keyingTimeoutMs: number; lingerMs: number; idleTimeoutMs: number; refusedHoldMs: number }>;
   limits?: Partial<{ maxFlows: number; maxPendingKeyings: number; maxKdcInFlight: number }>;
+  /** The agent as one of several worker processes (its connIds name the worker). */
+  agentSlot?: WorkerSlot;
 }
 
 export const DEFAULT_TIMERS = { keyingTimeoutMs: 1500, lingerMs: 60_000, idleTimeoutMs: 300_000, refusedHoldMs: 5_000 };
@@ -61,6 +64,7 @@ export function createTrio(setup: PipelineSetup): Trio {
       timers: { lingerMs: timers.lingerMs, idleTimeoutMs: timers.idleTimeoutMs, maxClockSkewMs: 300_000 },
     },
     { backend, random },
+    setup.agentSlot,
   );
   const gateway = new GatewayEngine(
     {

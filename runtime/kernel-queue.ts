@@ -4,6 +4,7 @@
 // daemon sees a packet, so its own counters cannot show them. No native code: config validation
 // imports the limits.
 import * as fs from 'node:fs';
+import type { Walker } from '../common/config/walker';
 
 /**
  * Packets the kernel holds for a queue, waiting for their verdict, before it drops new ones: the
@@ -13,6 +14,16 @@ import * as fs from 'node:fs';
  */
 export const DEFAULT_MAX_QUEUE_LEN = 8192;
 export const MAX_QUEUE_LEN = 1 << 20;
+
+/** Most worker processes one daemon runs (one NFQUEUE number each). */
+export const MAX_WORKERS = 64;
+
+/** A config's `nfqueue` object: the first queue, one more per worker process, and the queue length. */
+export function queueRange(w: Walker, value: unknown, defaultQueue: number): { queue: number; workers: number; maxQueueLen: number } {
+  const q = w.ints('nfqueue', value, { queue: [0, 65535, defaultQueue], workers: [1, MAX_WORKERS, 1], maxQueueLen: [1, MAX_QUEUE_LEN, DEFAULT_MAX_QUEUE_LEN] });
+  if (q.queue + q.workers - 1 > 65535) w.bad('nfqueue.workers', `queues ${q.queue}..${q.queue + q.workers - 1} go past 65535`);
+  return q;
+}
 
 /** The kernel's own figures for a queue, from /proc/net/netfilter/nfnetlink_queue. */
 export interface KernelQueueFigures {

@@ -1,7 +1,9 @@
 import { DEFAULT_AGENT_CONFIG_PATH, loadAgentConfig } from '../../client-agent/config';
 import { AgentDaemon, agentClosedSteering } from '../../client-agent/daemon';
+import { runAgentPrimary, runAgentWorker } from '../../client-agent/workers';
 import { jsonLogger, runUntilSignalled } from '../../runtime/daemon-kit';
 import { installClosedRules } from '../../runtime/steering';
+import { workerIndex } from '../../runtime/worker-pool';
 import { parseDaemonArgs } from '../args';
 import type { Command } from '../command';
 
@@ -17,6 +19,11 @@ agent installs itself.
 --closed-rules  install the rules a stopped agent leaves (connections to require destinations
                 reset at once) and exit: for systemd's ExecStopPost=, so an agent that was
                 killed fails closed as fast as one that stopped
+
+With "nfqueue": { "workers": N } (N > 1) the agent runs one worker process per NFQUEUE number
+(a hash of each flow's ports spreads flows over them) under a primary that owns the rules, the
+key-delivery listener (it relays each message to the worker holding the flow), the control
+socket and /metrics.
 
 Refuses to start, saying how to fix it, when offloads are on for a data interface, privileges
 (CAP_NET_ADMIN, CAP_NET_RAW) are missing, or a kernel feature it needs is absent.
@@ -35,11 +42,21 @@ export const command: Command = {
       process.stdout.write(`installed the stopped-agent rules (${backend}): connections to require destinations are reset\n`);
       return 0;
     }
+    const worker = workerIndex();
+    if (worker !== null) {
+      await runAgentWorker(file, jsonLogger(process.stdout, config.log.level, { role: 'agent', worker }));
+      return new Promise<number>(() => undefined); // the primary ends this process
+    }
     const log = jsonLogger(process.stdout, config.log.level, { role: 'agent' });
     const { runStartupChecks, agentNeeds } = await import('../../runtime/checks');
     await runStartupChecks(agentNeeds(config));
     if (check) {
       process.stdout.write(`config ${file} is valid and this host passes the start-up checks\n`);
+      return 0;
+    }
+    if (config.nfqueue.workers > 1) {
+      await runAgentPrimary(file, config, log);
+      setTimeout(() => process.exit(0), 1000).unref();
       return 0;
     }
     const daemon = await AgentDaemon.start(config, log);

@@ -35,6 +35,8 @@ export function formatStatus(d: Doc): string {
   const who = d.role === 'gateway' ? `gateway ${d.principal} (kvno ${d.kvno}, ${d.mode} mode)` : `agent ${d.principal} (kvnos ${(d.kvnos as number[]).join(', ')})`;
   lines.push(`${who}, pid ${d.pid}, up ${d.uptimeS}s, steering ${d.steering}`);
   lines.push(`  keys held: ${d.keyedFlows}   keyings in progress: ${d.keyingsInProgress}   flows: ${d.flowCount}   held packets: ${d.held}`);
+  const workers = d.byWorker as { pid: number; flows: number; keyedFlows: number; packets: number }[] | undefined;
+  if (workers) lines.push(`  workers: ${workers.map((w) => `pid ${w.pid} (${w.flows} flows, ${w.keyedFlows} keys, ${w.packets} packets)`).join(', ')}`);
   if (d.role === 'gateway') {
     const kdc = d.kdc as { endpoints: string[]; inFlight: number };
     lines.push(`  kdc: ${kdc.endpoints.join(', ')} (${kdc.inFlight} in flight)   key-delivery connections: ${(d.keyDelivery as { connections: number }).connections}`);

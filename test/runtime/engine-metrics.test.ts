@@ -93,6 +93,8 @@ test('a gateway with workers: the primary sums the binding counters and kernel f
   expect(merged.workers).toEqual([11, 12]);
   expect(merged.byWorker).toEqual([expect.objectContaining({ pid: 11 }), expect.objectContaining({ pid: 12 })]);
   expect(merged.kdc).toEqual({ endpoints: ['10.0.3.2:7391'], inFlight: 0 });
+  const text = formatStatus({ ...merged, principal: 'g', kvno: 1, mode: 'router', services: [] } as never);
+  expect(text).toContain('workers: pid 11 (0 flows, 1 keys, 0 packets), pid 12 (0 flows, 1 keys, 0 packets)');
   expect(merged.queue).toMatchObject({ packets: 12, verdicts: 12, batches: 2 });
   expect(merged.kernelQueue).toEqual({ waiting: 2, queueFull: 12, socketFull: 0 });
   expect(merged.keying).toMatchObject({ count: 2, sumMs: 12 });
