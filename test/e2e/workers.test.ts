@@ -18,7 +18,7 @@ import {
   expectDaemonsUp,
   timedCurl,
   uniqueSeed,
-  upLab,
+  useLab,
   uploadSha256,
   url,
   writeSeededFile,
@@ -27,31 +27,35 @@ import {
 type WorkerFigures = { pid: number; packets: number; flows: number; keyedFlows: number };
 const byWorker = (s: StatusDoc) => (s as unknown as { byWorker: WorkerFigures[] }).byWorker;
 
-/** 60 concurrent curls from the client; every one must answer 200. */
+/** n concurrent curls from the client; every one must answer 200. */
 async function curlMany(lab: CiphergateLab, n: number): Promise<void> {
   const r = await lab.client$('sh', ['-c', `seq ${n} | xargs -P 20 -I{} curl -s -m 10 -o /dev/null -w '%{http_code}\\n' ${url(lab.server.v4, 80, '/')} | sort | uniq -c`]);
   expect(r.stdout.trim()).toBe(`${n} 200`);
 }
 
+/**
+ * n concurrent connections between one client and one server; both of the role's workers must
+ * have carried them (the balance rules hash the ports, not just the address pair).
+ */
+async function curlAcrossWorkers(lab: CiphergateLab, role: 'gateway' | 'agent', n: number): Promise<{ before: StatusDoc; after: StatusDoc }> {
+  const before = await daemonStatus(lab, role);
+  await curlMany(lab, n);
+  const after = await daemonStatus(lab, role);
+  expect(byWorker(after)).toHaveLength(2);
+  for (const [i, w] of byWorker(after).entries()) expect(w.packets - byWorker(before)[i]!.packets).toBeGreaterThanOrEqual(n);
+  return { before, after };
+}
+
 describeE2E('gateway with two worker processes (router mode)', () => {
   let lab: CiphergateLab;
-
-  beforeAll(async () => {
-    lab = await upLab('workers', { mode: 'router', gatewayWorkers: 2 });
-  }, 120_000);
-
-  afterAll(async () => {
-    await lab?.down();
-  }, 60_000);
+  useLab('workers', { mode: 'router', gatewayWorkers: 2 }, (l) => {
+    lab = l;
+  });
 
   test('concurrent connections all complete; the merged status counts them and lists both workers', async () => {
-    const before = await daemonStatus(lab, 'gateway');
     const n = 60;
-    await curlMany(lab, n);
-    const after = await daemonStatus(lab, 'gateway');
+    const { before, after } = await curlAcrossWorkers(lab, 'gateway', n);
     expect((after as unknown as { workers: number[] }).workers).toHaveLength(2);
-    // The balance rules hash the ports: one client and one server still use both workers.
-    for (const [i, w] of byWorker(after).entries()) expect(w.packets - byWorker(before)[i]!.packets).toBeGreaterThanOrEqual(n);
     expect(counter(after, 'flows-established') - counter(before, 'flows-established')).toBe(n);
     // The kernel's figures, summed over both workers' queues: the 60 SYNs were held, none dropped.
     expect(after.kernelQueue).toMatchObject({ queueFull: 0, socketFull: 0 });
@@ -71,24 +75,15 @@ describeE2E('gateway with two worker processes (router mode)', () => {
 
 describeE2E('agent and gateway with two worker processes each (host mode)', () => {
   let lab: CiphergateLab;
-
-  beforeAll(async () => {
-    lab = await upLab('agentworkers', { mode: 'host', gatewayWorkers: 2, agentWorkers: 2, agentTimers: { lingerMs: 1000 }, gatewayTimers: { lingerMs: 1000 } });
-  }, 120_000);
-
-  afterAll(async () => {
-    await lab?.down();
-  }, 60_000);
+  useLab('agentworkers', { mode: 'host', gatewayWorkers: 2, agentWorkers: 2, agentTimers: { lingerMs: 1000 }, gatewayTimers: { lingerMs: 1000 } }, (l) => {
+    lab = l;
+  });
 
   test('concurrent connections key through the relay, spread over both agent workers, and the keys go when they end', async () => {
-    const before = await daemonStatus(lab, 'agent');
     const n = 60;
-    await curlMany(lab, n);
-    const after = await daemonStatus(lab, 'agent');
-    expect((after as unknown as { workers: number[] }).workers).toHaveLength(2);
+    const { before, after } = await curlAcrossWorkers(lab, 'agent', n);
     expect(counter(after, 'flows-keyed') - counter(before, 'flows-keyed')).toBe(n);
     expect(counter(after, 'kd-rejected')).toBe(0);
-    for (const [i, w] of byWorker(after).entries()) expect(w.packets - byWorker(before)[i]!.packets).toBeGreaterThanOrEqual(n);
     // One key-delivery connection per gateway worker, both held by the agent's primary.
     expect((after as unknown as { keyDelivery: { connections: number } }).keyDelivery.connections).toBeGreaterThanOrEqual(1);
     const idle = await eventually(() => daemonStatus(lab, 'agent'), (s) => s.keyedFlows === 0, 10_000);
