@@ -72,6 +72,8 @@ export interface PathResult {
   lab: LabMode;
   /** e.g. "ciphergate router", "plain (router lab)". */
   label: string;
+  /** ciphergate: worker processes of the gateway and of the agent (nfqueue.workers). */
+  workers?: number;
   /** What the client programs connected to. */
   endpoints: { http: string; iperf: string };
   throughput: { oneStream: Throughput | null; twoStreams: Throughput | null };
@@ -87,6 +89,7 @@ export interface PathResult {
 
 export interface LabOutcome {
   mode: LabMode;
+  workers?: number;
   status: 'ok' | 'skipped' | 'failed';
   reason?: string;
   /** Lab build and daemon start-up, seconds. */
@@ -95,6 +98,8 @@ export interface LabOutcome {
 
 export interface Verdict {
   mode: LabMode;
+  /** The ciphergate path's label (mode, and workers when more than one). */
+  label: string;
   /** The plain path the overhead is taken against. */
   baseline: string;
   throughput: { ciphergateMbit: number | null; stunnelMbit: number | null; ratio: number | null; met: boolean | null };
@@ -128,6 +133,8 @@ export interface E2eBenchOptions {
   modes: readonly LabMode[];
   /** Concurrent connection loops of the new-connections run (default 16). */
   concurrency?: number;
+  /** Worker processes per daemon to measure, each a lab of its own per mode (default [1]). */
+  workers?: readonly number[];
   /** Working directory (configs, logs); default a fresh temp dir, removed afterwards. */
   workDir?: string;
   onStep?: (what: string) => void;
@@ -210,6 +217,7 @@ interface PathSpec {
   /** Daemons of the path that have died (checked before each measurement), if it has any. */
   dead?: () => Promise<string[]>;
   label: string;
+  workers?: number;
   /** Where the client programs connect (the stunnel client for stunnel). */
   http: { host: string; port: number };
   iperf: { host: string; port: number };
@@ -289,6 +297,7 @@ async function measurePath(lab: CiphergateLab, spec: PathSpec, o: Required<Pick<
     path: spec.path,
     lab: lab.opts.mode,
     label: spec.label,
+    ...(spec.workers === undefined ? {} : { workers: spec.workers }),
     endpoints: { http: `${spec.http.host}:${spec.http.port}`, iperf: `${spec.iperf.host}:${spec.iperf.port}` },
     throughput: { oneStream: one?.value ?? null, twoStreams: two },
     connectFirstByte: latency,
@@ -341,36 +350,42 @@ export async function runE2eBench(opts: E2eBenchOptions): Promise<E2eBenchResult
   const notes: string[] = [];
   let tls: TlsDescription | null = null;
   let keepLogs = false;
-  // The router lab always runs: it carries the plain and stunnel baselines.
-  const order: LabMode[] = ['router', ...E2E_MODES.filter((m) => m !== 'router' && opts.modes.includes(m))];
+  // The router lab always runs: it carries the plain and stunnel baselines. Each mode's first
+  // lab carries its plain path; a lab per further worker count measures ciphergate only. Bridge
+  // mode has no workers (one capture process).
+  const counts = opts.workers ?? [1];
+  const order: { mode: LabMode; workers: number; baselines: boolean }[] = ['router' as LabMode, ...E2E_MODES.filter((m) => m !== 'router' && opts.modes.includes(m))].flatMap((mode) =>
+    (mode === 'bridge' || !opts.modes.includes(mode) ? [counts[0] as number] : counts).map((workers, i) => ({ mode, workers: mode === 'bridge' ? 1 : workers, baselines: i === 0 })),
+  );
   try {
-    for (const mode of order) {
+    for (const { mode, workers, baselines } of order) {
+      const labName = workers === 1 ? mode : `${mode}-${workers}w`;
       if (mode === 'bridge' && !fs.existsSync(bridgeDatapath())) {
         labs.push({ mode, status: 'skipped', reason: `${bridgeDatapath()} does not exist (bridge datapath not built)` });
         continue;
       }
-      step(`${mode} lab: up`);
+      step(`${labName} lab: up`);
       const t0 = performance.now();
       let lab: CiphergateLab;
       try {
-        lab = await CiphergateLab.up({ mode, dir: path.join(workDir, mode) });
+        lab = await CiphergateLab.up({ mode, dir: path.join(workDir, labName), gatewayWorkers: workers, agentWorkers: workers });
       } catch (e) {
-        labs.push({ mode, status: 'failed', reason: (e as Error).message.slice(0, 2000) });
+        labs.push({ mode, workers, status: 'failed', reason: (e as Error).message.slice(0, 2000) });
         keepLogs = true;
         continue;
       }
-      const outcome: LabOutcome = { mode, status: 'ok', upSeconds: round((performance.now() - t0) / 1000, 1) };
+      const outcome: LabOutcome = { mode, workers, status: 'ok', upSeconds: round((performance.now() - t0) / 1000, 1) };
       labs.push(outcome);
       try {
         const s = lab.server.v4;
-        lab.netns.spawn(lab.server.ns, 'iperf3', ['-s', '-p', String(PLAIN_IPERF_PORT)], { logFile: path.join(workDir, mode, 'iperf3-plain.log') });
+        lab.netns.spawn(lab.server.ns, 'iperf3', ['-s', '-p', String(PLAIN_IPERF_PORT)], { logFile: path.join(workDir, labName, 'iperf3-plain.log') });
         await lab.netns.waitForListen(lab.server.ns, PLAIN_IPERF_PORT);
-        const specs: PathSpec[] = [
-          { path: 'plain', label: mode === 'bridge' ? 'plain (bridge lab, via the userspace bridge)' : `plain (${mode} lab)`, http: { host: s, port: LAB_PORTS.plainHttp }, iperf: { host: s, port: PLAIN_IPERF_PORT }, pids: {} },
-        ];
-        if (mode === 'router') {
+        const specs: PathSpec[] = [];
+        if (baselines)
+          specs.push({ path: 'plain', label: mode === 'bridge' ? 'plain (bridge lab, via the userspace bridge)' : `plain (${mode} lab)`, http: { host: s, port: LAB_PORTS.plainHttp }, iperf: { host: s, port: PLAIN_IPERF_PORT }, pids: {} });
+        if (mode === 'router' && baselines) {
           step('router lab: stunnel pair');
-          const pair = await startStunnelPair(lab, path.join(workDir, mode), { httpPort: LAB_PORTS.plainHttp, iperfPort: PLAIN_IPERF_PORT });
+          const pair = await startStunnelPair(lab, path.join(workDir, labName), { httpPort: LAB_PORTS.plainHttp, iperfPort: PLAIN_IPERF_PORT });
           tls = pair.describe;
           specs.push({ path: 'stunnel', label: 'stunnel TLS 1.3 (router lab)', http: pair.tunnels.http.local, iperf: pair.tunnels.iperf.local, pids: pair.pids });
         }
@@ -378,7 +393,8 @@ export async function runE2eBench(opts: E2eBenchOptions): Promise<E2eBenchResult
           const pid = (n: string): number => lab.procs.get(n)?.pid ?? -1;
           specs.push({
             path: 'ciphergate',
-            label: `ciphergate ${mode}`,
+            label: workers === 1 ? `ciphergate ${mode}` : `ciphergate ${mode}, ${workers} workers each`,
+            workers,
             http: { host: s, port: LAB_PORTS.http },
             iperf: { host: s, port: LAB_PORTS.iperf },
             pids: { gateway: pid('gateway'), agent: pid('agent'), kdc: pid('kdc'), 'kdc redis': pid('redis') },
@@ -386,7 +402,7 @@ export async function runE2eBench(opts: E2eBenchOptions): Promise<E2eBenchResult
           });
         }
         for (const spec of specs) {
-          step(`${mode} lab: ${spec.label}`);
+          step(`${labName} lab: ${spec.label}`);
           const result = await measurePath(lab, spec, o);
           if (spec.path === 'ciphergate') {
             result.counters = await daemonCounters(lab);
@@ -400,8 +416,8 @@ export async function runE2eBench(opts: E2eBenchOptions): Promise<E2eBenchResult
         outcome.reason = (e as Error).message.slice(0, 2000);
         keepLogs = true;
       } finally {
-        step(`${mode} lab: down`);
-        await lab.down().catch((e: unknown) => notes.push(`${mode} lab teardown: ${(e as Error).message}`));
+        step(`${labName} lab: down`);
+        await lab.down().catch((e: unknown) => notes.push(`${labName} lab teardown: ${(e as Error).message}`));
       }
     }
   } finally {
@@ -460,6 +476,7 @@ export function verdicts(paths: readonly PathResult[]): Verdict[] {
       const cRatio = ratio(conns.ciphergatePerSecond, conns.stunnelPerSecond);
       return {
         mode: cg.lab,
+        label: cg.label,
         baseline: plain?.label ?? 'none',
         throughput: { ...tput, ratio: tRatio, met: tRatio === null ? null : tRatio >= E2E_TARGETS.throughputVsStunnel },
         latencyOverhead: {
@@ -514,7 +531,7 @@ function markdownTable(result: E2eBenchResult): string[] {
 function verdictLines(result: E2eBenchResult): string[] {
   const yes = (b: boolean | null): string => (b === null ? 'n/a' : b ? 'met' : 'NOT met');
   return result.verdicts.flatMap((v) => [
-    `ciphergate ${v.mode} (overhead vs ${v.baseline}):`,
+    `${v.label} (overhead vs ${v.baseline}):`,
     `  throughput >= stunnel: ${num(v.throughput.ciphergateMbit, 1)} vs ${num(v.throughput.stunnelMbit, 1)} Mbit/s (${num(v.throughput.ratio)}x): ${yes(v.throughput.met)}`,
     `  connect+first-byte p50 overhead <= half of stunnel's: +${num(v.latencyOverhead.ciphergateMs)} vs +${num(v.latencyOverhead.stunnelMs)} ms (${num(v.latencyOverhead.ratio)}x): ${yes(v.latencyOverhead.met)}`,
     `  new connections/s >= 3x stunnel: ${num(v.newConnections.ciphergatePerSecond, 0)} vs ${num(v.newConnections.stunnelPerSecond, 0)} (${num(v.newConnections.ratio)}x): ${yes(v.newConnections.met)}`,
@@ -576,10 +593,11 @@ export function e2eMarkdown(result: E2eBenchResult): string {
   ].join('\n');
 }
 
-export async function e2eBenchCommand(o: { seconds: number; json: boolean; outDir: string; modes: readonly LabMode[] }): Promise<number> {
+export async function e2eBenchCommand(o: { seconds: number; json: boolean; outDir: string; modes: readonly LabMode[]; workers: readonly number[] }): Promise<number> {
   const result = await runE2eBench({
     seconds: o.seconds,
     modes: o.modes,
+    workers: o.workers,
     onStep: (what) => {
       if (process.stderr.isTTY) process.stderr.write(`  ${what}...\n`);
     },

@@ -12,7 +12,7 @@ const DEFAULT_E2E_SECONDS = 4;
 const usage = `usage:
   ciphergate bench engine [--json] [--seconds N] [--backend node|noble|all] [--out-dir DIR]
   ciphergate bench kdc [--json] [--seconds N] [--out-dir DIR]
-  ciphergate bench e2e [--json] [--seconds N] [--modes router,host,bridge] [--out-dir DIR]
+  ciphergate bench e2e [--json] [--seconds N] [--modes router,host,bridge] [--workers 1,2] [--out-dir DIR]
 
 engine   offline throughput of the engines on one core, in this process: a Buffer.copy
          baseline, pass-through (gateway, unprotected service) and protect + unprotect of an
@@ -35,6 +35,9 @@ e2e      the real daemons in the network-namespace lab (root): iperf3 throughput
 --seconds N   timed seconds per case, after a short warm-up (default ${DEFAULT_SECONDS}).
 --modes M     e2e: comma-separated ciphergate modes (default router,host,bridge; the router
               lab always runs, for the plain and stunnel baselines).
+--workers W   e2e: comma-separated worker process counts for gateway and agent (default 1);
+              each count gets a lab of its own per router/host mode, in the same run, e.g.
+              --workers 1,2 (bridge mode is one process).
 --backend B   crypto backend(s) for the protected cases: node, noble or all (default all).
 --json        print the result as JSON instead of a table.
 --out-dir D   where to write engine-<date>.json and engine-latest.json (default bench/results).
@@ -54,6 +57,14 @@ function modesOf(value: string | undefined, known: readonly LabMode[]): LabMode[
   const bad = modes.find((m) => !(known as readonly string[]).includes(m));
   if (bad !== undefined || modes.length === 0) throw new UsageError(`--modes: '${bad ?? value}' is not router, host or bridge`);
   return [...new Set(modes)] as LabMode[];
+}
+
+function workersOf(value: string | undefined): number[] {
+  if (value === undefined) return [1];
+  const counts = value.split(',').map((w) => w.trim());
+  const bad = counts.find((w) => !/^[1-8]$/.test(w));
+  if (bad !== undefined) throw new UsageError(`--workers: '${bad}' is not a worker count from 1 to 8`);
+  return [...new Set(counts.map(Number))];
 }
 
 function secondsOf(value: string | undefined, fallback = DEFAULT_SECONDS): number {
@@ -103,7 +114,7 @@ export const command: Command = {
   summary: 'measure engine throughput (bench engine), KDC issues/s and latency (bench kdc), and the live datapath against plain TCP and stunnel (bench e2e)',
   usage,
   async run(argv) {
-    const args = parseArgs(argv, { values: ['seconds', 'backend', 'out-dir', 'modes'], booleans: ['json'] });
+    const args = parseArgs(argv, { values: ['seconds', 'backend', 'out-dir', 'modes', 'workers'], booleans: ['json'] });
     const [what, ...extra] = args.positionals;
     if (what !== 'engine' && what !== 'kdc' && what !== 'e2e') throw new UsageError(what === undefined ? 'which bench? (engine, kdc, e2e)' : `unknown bench '${what}' (engine, kdc, e2e)`);
     if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
@@ -112,6 +123,7 @@ export const command: Command = {
       return e2eBenchCommand({
         seconds: secondsOf(args.values.get('seconds'), DEFAULT_E2E_SECONDS),
         modes: modesOf(args.values.get('modes'), E2E_MODES),
+        workers: workersOf(args.values.get('workers')),
         json: args.booleans.has('json'),
         outDir: args.values.get('out-dir') ?? defaultResultsDir(),
       });

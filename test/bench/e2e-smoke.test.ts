@@ -80,4 +80,9 @@ describe('ciphergate bench e2e flags', () => {
   it('names a bad mode', async () => {
     await expect(command.run(['e2e', '--modes', 'router,tunnel'])).rejects.toThrow(new UsageError("--modes: 'tunnel' is not router, host or bridge"));
   });
+
+  it('names a bad worker count', async () => {
+    await expect(command.run(['e2e', '--workers', '1,0'])).rejects.toThrow(new UsageError("--workers: '0' is not a worker count from 1 to 8"));
+    await expect(command.run(['e2e', '--workers', '2,x'])).rejects.toThrow(new UsageError("--workers: 'x' is not a worker count from 1 to 8"));
+  });
 });
