@@ -49,17 +49,29 @@ export function runAgentWorker(file: string, log: Log): Promise<void> {
 export async function runAgentPrimary(file: string, config: AgentConfig, log: Log): Promise<void> {
   let current = config;
   const count = config.nfqueue.workers;
-  const pool = new WorkerPool(count, log, (_index, body) => {
-    const m = body as FromAgentWorker;
-    if (m.kind === 'kd-send') listener.send(m.connId, m.message);
-    else listener.close(m.connId);
-  });
+  // A flow whose worker is gone: tell its gateway now (it refuses the connection) rather than
+  // let it wait out the keying timeout, and forget the session.
+  const lost = (connId: bigint) => {
+    listener.send(connId, { type: KdType.Error, connId, code: KdErrorCode.UnknownConnection, reason: 'agent worker restarting' });
+    listener.close(connId);
+  };
+  const pool = new WorkerPool(
+    count,
+    log,
+    (_index, body) => {
+      const m = body as FromAgentWorker;
+      if (m.kind === 'kd-send') listener.send(m.connId, m.message);
+      else listener.close(m.connId);
+    },
+    (index) => {
+      for (const connId of listener.flowsWhere((c) => connIdWorker(c, count) === index)) lost(connId);
+    },
+  );
   const listener = new KdListener({
     message: (connId, message) => {
       if (pool.send(connIdWorker(connId, count), { kind: 'kd', bytes: encodeKdMessage(message) } satisfies ToAgentWorker)) return;
-      // Its worker is restarting and lost its flows: tell the gateway now rather than let it time out.
-      if (message.type !== KdType.Error) listener.send(connId, { type: KdType.Error, connId, code: KdErrorCode.UnknownConnection, reason: 'agent worker restarting' });
-      listener.close(connId);
+      if (message.type === KdType.Error) listener.close(connId);
+      else lost(connId);
     },
     failure: (connId, reason) => void pool.send(connIdWorker(connId, count), { kind: 'kd-failure', connId, reason } satisfies ToAgentWorker),
   });

@@ -97,6 +97,11 @@ abstract class KdSessions {
     this.byFlow.get(connId)?.flows.delete(connId);
     this.byFlow.delete(connId);
   }
+
+  /** The flows with a session now that `pick` selects (e.g. those of a worker that died). */
+  flowsWhere(pick: (connId: bigint) => boolean): bigint[] {
+    return [...this.byFlow.keys()].filter(pick);
+  }
 }
 
 export interface KdDialerOptions {

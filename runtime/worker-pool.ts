@@ -77,6 +77,8 @@ export class WorkerPool {
     private readonly log: Log,
     /** Role-specific messages from worker `index`. */
     private readonly onMessage: (index: number, body: unknown) => void = () => undefined,
+    /** Worker `index` exited (its flows and their keys are gone with it). */
+    private readonly onExit: (index: number) => void = () => undefined,
   ) {}
 
   /** Forks every worker and resolves once all are ready (rejects when one fails to start). */
@@ -101,6 +103,7 @@ export class WorkerPool {
         if (this.workers.get(index) !== w) return;
         this.workers.delete(index);
         this.ready.delete(index);
+        this.onExit(index);
         if (this.stopping) return;
         this.log('error', 'worker-exited', { worker: index, code, signal, action: 'restarting' });
         setTimeout(() => void this.fork(index).catch((e: unknown) => this.log('error', 'worker-restart-failed', { worker: index, error: (e as Error).message })), 500);
