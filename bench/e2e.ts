@@ -354,8 +354,9 @@ export async function runE2eBench(opts: E2eBenchOptions): Promise<E2eBenchResult
   // lab carries its plain path; a lab per further worker count measures ciphergate only. Bridge
   // mode has no workers (one capture process).
   const counts = opts.workers ?? [1];
-  const order: { mode: LabMode; workers: number; baselines: boolean }[] = ['router' as LabMode, ...E2E_MODES.filter((m) => m !== 'router' && opts.modes.includes(m))].flatMap((mode) =>
-    (mode === 'bridge' || !opts.modes.includes(mode) ? [counts[0] as number] : counts).map((workers, i) => ({ mode, workers: mode === 'bridge' ? 1 : workers, baselines: i === 0 })),
+  const modes: LabMode[] = ['router', ...E2E_MODES.filter((m) => m !== 'router' && opts.modes.includes(m))];
+  const order = modes.flatMap((mode) =>
+    (mode === 'bridge' || !opts.modes.includes(mode) ? [1] : counts).map((workers, i) => ({ mode, workers, baselines: i === 0 })),
   );
   try {
     for (const { mode, workers, baselines } of order) {

@@ -19,6 +19,9 @@ import { type Log, type OpsEndpoints, checkFixedOnReload, engineFigures, serveDa
 import { type AgentConfig, toEngineConfig } from './config';
 import { AgentEngine } from './engine';
 
+/** Config fields SIGHUP cannot change (a restart can). */
+export const AGENT_FIXED_ON_RELOAD = ['listen', 'nfqueue', 'control', 'metrics'] as const;
+
 /** One worker process of several: its slot, and key delivery relayed by the primary. */
 export interface AgentWorker extends WorkerSlot {
   kd: KdTransport;
@@ -89,7 +92,7 @@ export class AgentDaemon {
   }
 
   async reload(next: AgentConfig): Promise<void> {
-    checkFixedOnReload(this.config, next, ['listen', 'nfqueue', 'control', 'metrics'], 'agent');
+    checkFixedOnReload(this.config, next, AGENT_FIXED_ON_RELOAD, 'agent');
     this.engine.reconfigure(toEngineConfig(next));
     await this.steering?.apply(agentSteering(next));
     this.config = next;

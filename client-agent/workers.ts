@@ -10,11 +10,11 @@
 import { formatHostPort } from '../common/config/walker';
 import { connIdWorker } from '../common/protocol/conn-id';
 import { KdErrorCode, type KdMessage, KdType, decodeKdMessage, encodeKdMessage } from '../common/protocol/kd-messages';
-import { type Log, checkFixedOnReload } from '../runtime/daemon-kit';
+import type { Log } from '../runtime/daemon-kit';
 import { KdListener } from '../runtime/kd-transport';
 import { WorkerPool, runPoolPrimary, runPoolWorker, toPrimary } from '../runtime/worker-pool';
 import { type AgentConfig, loadAgentConfig } from './config';
-import { AgentDaemon, agentClosedSteering, agentSteering } from './daemon';
+import { AGENT_FIXED_ON_RELOAD, AgentDaemon, agentClosedSteering, agentSteering } from './daemon';
 
 /** Primary -> worker: a message from a gateway (encoded: a compact copy, not a view of a socket buffer), or its session's end. */
 type ToAgentWorker = { kind: 'kd'; bytes: Uint8Array } | { kind: 'kd-failure'; connId: bigint; reason: string };
@@ -47,7 +47,6 @@ export function runAgentWorker(file: string, log: Log): Promise<void> {
 
 /** In the primary: the workers, the key-delivery listener and relay, the rules and the operator endpoints. */
 export async function runAgentPrimary(file: string, config: AgentConfig, log: Log): Promise<void> {
-  let current = config;
   const count = config.nfqueue.workers;
   // A flow whose worker is gone: tell its gateway now (it refuses the connection) rather than
   // let it wait out the keying timeout, and forget the session.
@@ -81,14 +80,12 @@ export async function runAgentPrimary(file: string, config: AgentConfig, log: Lo
       role: 'agent',
       pool,
       log,
-      ops: config,
-      rules: () => ({ running: agentSteering(current), closed: agentClosedSteering(current) }),
-      merge: () => ({ queues: current.nfqueue, keyDelivery: { listen: formatHostPort(current.listen), connections: listener.connections } }),
-      reload: async () => {
-        const next = loadAgentConfig(file);
-        checkFixedOnReload(current, next, ['listen', 'nfqueue', 'control', 'metrics'], 'agent');
-        current = next;
-      },
+      config,
+      load: () => loadAgentConfig(file),
+      fixedOnReload: AGENT_FIXED_ON_RELOAD,
+      rules: (c) => ({ running: agentSteering(c), closed: agentClosedSteering(c) }),
+      // The workers hold no listener: the key-delivery connections are the primary's.
+      merge: (_parts, c) => ({ keyDelivery: { listen: formatHostPort(c.listen), connections: listener.connections } }),
       stopTimeoutMs: () => 3000,
       started: { principal: config.principal, queues: `${config.nfqueue.queue}..${config.nfqueue.queue + count - 1}`, listen: formatHostPort(config.listen) },
       onStopped: () => listener.closeAll(),

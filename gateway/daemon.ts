@@ -18,6 +18,9 @@ import { type Log, type OpsEndpoints, checkFixedOnReload, engineFigures, serveDa
 import { type GatewayConfig, toEngineConfig } from './config';
 import { GatewayEngine } from './engine';
 
+/** Config fields SIGHUP cannot change (a restart can). */
+export const GATEWAY_FIXED_ON_RELOAD = ['mode', 'nfqueue', 'bridge', 'control', 'metrics', 'agentPort'] as const;
+
 export interface GatewayDaemonOptions {
   log: Log;
   /**
@@ -98,7 +101,7 @@ export class GatewayDaemon {
 
   /** SIGHUP: services, keys, timers and KDC endpoints from the new config; flows stay. */
   async reload(next: GatewayConfig): Promise<void> {
-    checkFixedOnReload(this.config, next, ['mode', 'nfqueue', 'bridge', 'control', 'metrics', 'agentPort'], 'gateway');
+    checkFixedOnReload(this.config, next, GATEWAY_FIXED_ON_RELOAD, 'gateway');
     this.engine.reconfigure(toEngineConfig(next));
     if (this.steering !== null) await this.steering.apply(gatewaySteering(next));
     if (JSON.stringify(next.kdc) !== JSON.stringify(this.config.kdc)) {

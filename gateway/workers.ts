@@ -2,10 +2,10 @@
 // number, each running a whole GatewayDaemon on its queue with its own KDC client and
 // key-delivery dialer; the primary owns the rules, the control socket and /metrics.
 import { formatHostPort } from '../common/config/walker';
-import { type Log, checkFixedOnReload } from '../runtime/daemon-kit';
+import type { Log } from '../runtime/daemon-kit';
 import { WorkerPool, runPoolPrimary, runPoolWorker } from '../runtime/worker-pool';
 import { type GatewayConfig, loadGatewayConfig } from './config';
-import { GatewayDaemon, type GatewayDaemonOptions, gatewayClosedSteering, gatewaySteering } from './daemon';
+import { GATEWAY_FIXED_ON_RELOAD, GatewayDaemon, type GatewayDaemonOptions, gatewayClosedSteering, gatewaySteering } from './daemon';
 
 /** In a worker process: run one GatewayDaemon on the worker's queue, driven by the primary. */
 export function runGatewayWorker(file: string, log: Log, opts: Omit<GatewayDaemonOptions, 'log' | 'worker'>): Promise<void> {
@@ -21,21 +21,17 @@ export function runGatewayWorker(file: string, log: Log, opts: Omit<GatewayDaemo
 
 /** In the primary: start the workers, own the rules and the operator endpoints, until SIGTERM. */
 export async function runGatewayPrimary(file: string, config: GatewayConfig, log: Log): Promise<void> {
-  let current = config;
   const pool = new WorkerPool(config.nfqueue?.workers ?? 1, log);
   await runPoolPrimary({
     role: 'gateway',
     pool,
     log,
-    ops: config,
-    rules: () => ({ running: gatewaySteering(current), closed: gatewayClosedSteering(current) }),
-    merge: (parts) => gatewayFields(parts, current),
-    reload: async () => {
-      const next = loadGatewayConfig(file);
-      checkFixedOnReload(current, next, ['mode', 'nfqueue', 'control', 'metrics'], 'gateway');
-      current = next;
-    },
-    stopTimeoutMs: () => current.timers.keyingTimeoutMs + 3000,
+    config,
+    load: () => loadGatewayConfig(file),
+    fixedOnReload: GATEWAY_FIXED_ON_RELOAD,
+    rules: (c) => ({ running: gatewaySteering(c), closed: gatewayClosedSteering(c) }),
+    merge: gatewayFields,
+    stopTimeoutMs: (c) => c.timers.keyingTimeoutMs + 3000,
     started: {
       principal: config.principal,
       mode: config.mode,
@@ -45,10 +41,9 @@ export async function runGatewayPrimary(file: string, config: GatewayConfig, log
   });
 }
 
-/** The gateway's own fields of the merged status: its config's queues, KDC and key-delivery figures summed. */
+/** The gateway's own fields of the merged status: its KDC endpoints, and the KDC and key-delivery figures summed. */
 export function gatewayFields(parts: readonly Record<string, unknown>[], config: GatewayConfig): Record<string, unknown> {
   return {
-    queues: config.nfqueue,
     kdc: { endpoints: config.kdc.endpoints.map(formatHostPort), inFlight: parts.reduce((n, p) => n + Number((p.kdc as { inFlight?: number } | undefined)?.inFlight ?? 0), 0) },
     keyDelivery: { connections: parts.reduce((n, p) => n + Number((p.keyDelivery as { connections?: number } | undefined)?.connections ?? 0), 0) },
   };

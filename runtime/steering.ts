@@ -247,13 +247,14 @@ function iptMatch(r: SteerRule): string {
   }
 }
 
-function iptAction(r: SteerRule, q: QueueRange, balance: string): string {
+/** `balance`: the balance chain queue rules jump to, or null to queue directly. */
+function iptAction(r: SteerRule, q: QueueRange, balance: string | null): string {
   if (r.action === 'accept') return '-j RETURN';
   if (r.action === 'drop') return '-j DROP';
   if (r.action === 'reject') return '-j REJECT --reject-with tcp-reset';
   if (r.action === 'connmark') return `-j CONNMARK --set-mark ${hex(MARK_KEYED)}`;
-  if (q.count === 1) return `-j NFQUEUE --queue-num ${q.first}`;
-  return balanceBits(q) === null ? `-j NFQUEUE --queue-balance ${q.first}:${q.first + q.count - 1}` : `-j ${balance}`;
+  if (balance !== null) return `-j ${balance}`;
+  return q.count === 1 ? `-j NFQUEUE --queue-num ${q.first}` : `-j NFQUEUE --queue-balance ${q.first}:${q.first + q.count - 1}`;
 }
 
 export interface IptablesPlan {
@@ -269,6 +270,9 @@ export interface IptablesPlan {
 export function renderIptables(rs: Ruleset, family: 4 | 6): IptablesPlan {
   const byTable = new Map<string, Map<string, string[]>>();
   const jumps: [string, string, string][] = [];
+  const bits = balanceBits(rs.queues);
+  const balance = bits === null ? null : balanceChain(rs);
+  let balanced = false;
   for (const r of rs.rules) {
     const ep = endpointOf(r);
     if (ep !== null && familyOf(ep) !== family) continue;
@@ -279,11 +283,11 @@ export function renderIptables(rs: Ruleset, family: 4 | 6): IptablesPlan {
       chains.set(chain, []);
       jumps.push([table, parent, chain]);
     }
-    chains.get(chain)!.push(`-A ${chain} ${iptMatch(r)}${r.exceptRst ? ' --tcp-flags RST NONE' : ''} ${iptAction(r, rs.queues, balanceChain(rs))}`);
+    chains.get(chain)!.push(`-A ${chain} ${iptMatch(r)}${r.exceptRst ? ' --tcp-flags RST NONE' : ''} ${iptAction(r, rs.queues, balance)}`);
+    balanced ||= r.action === 'queue';
   }
-  const bits = balanceBits(rs.queues);
-  const mangle = byTable.get('mangle');
-  if (bits !== null && mangle !== undefined && rs.rules.some((r) => r.action === 'queue')) mangle.set(balanceChain(rs), balanceRules(rs, family, bits));
+  // Queue rules are steer rules, so they live in mangle, beside the chain they jump to.
+  if (balance !== null && balanced) byTable.get('mangle')!.set(balance, balanceRules(rs, family, bits as number));
   const lines: string[] = [];
   for (const [table, chains] of byTable) {
     lines.push(`*${table}`, ...[...chains.keys()].map((c) => `:${c} - [0:0]`));
@@ -297,6 +301,9 @@ export function renderIptables(rs: Ruleset, family: 4 | 6): IptablesPlan {
 // ---- applying ---------------------------------------------------------------------------
 
 export type SteeringBackend = 'nft' | 'iptables';
+
+/** Runs one rule tool (nft, iptables, ...) with `input` on stdin; never throws. */
+export type RuleTool = (cmd: string, args: string[], input?: string) => Promise<{ ok: boolean; stderr: string }>;
 
 function run(cmd: string, args: string[], input?: string): Promise<{ ok: boolean; stderr: string }> {
   return new Promise((resolve) => {
@@ -326,31 +333,33 @@ export async function installClosedRules(rules: Ruleset): Promise<SteeringBacken
 }
 
 export class Steering {
+  private current: Ruleset | null = null;
+
   private constructor(
     readonly backend: SteeringBackend,
-    private current: Ruleset | null = null,
+    private readonly run: RuleTool,
   ) {}
 
-  static async detect(prefer?: SteeringBackend): Promise<Steering> {
-    if (prefer !== undefined) return new Steering(prefer);
-    return new Steering((await nftCanQueue()) ? 'nft' : 'iptables');
+  /** `tool` runs the rule commands (tests pass one that records them). */
+  static async detect(prefer?: SteeringBackend, tool: RuleTool = run): Promise<Steering> {
+    return new Steering(prefer ?? ((await nftCanQueue()) ? 'nft' : 'iptables'), tool);
   }
 
   async apply(rs: Ruleset): Promise<void> {
     if (this.backend === 'nft') {
-      const r = await run('nft', ['-f', '-'], renderNft(rs));
+      const r = await this.run('nft', ['-f', '-'], renderNft(rs));
       if (!r.ok) throw new Error(`nft refused our rules: ${r.stderr}`);
     } else {
       for (const family of [4, 6] as const) {
         const plan = renderIptables(rs, family);
         const tool = family === 4 ? 'iptables' : 'ip6tables';
         if (plan.jumps.length > 0) {
-          const r = await run(`${tool}-restore`, ['--noflush', '-w', '5'], plan.restore);
+          const r = await this.run(`${tool}-restore`, ['--noflush', '-w', '5'], plan.restore);
           if (!r.ok) throw new Error(`${tool}-restore refused our rules: ${r.stderr}`);
           for (const [table, parent, chain] of plan.jumps) {
-            const present = await run(tool, ['-w', '5', '-t', table, '-C', parent, '-j', chain]);
+            const present = await this.run(tool, ['-w', '5', '-t', table, '-C', parent, '-j', chain]);
             if (present.ok) continue;
-            const added = await run(tool, ['-w', '5', '-t', table, '-I', parent, '1', '-j', chain]);
+            const added = await this.run(tool, ['-w', '5', '-t', table, '-I', parent, '1', '-j', chain]);
             if (!added.ok) throw new Error(`${tool} -t ${table} -I ${parent}: ${added.stderr}`);
           }
         }
@@ -358,7 +367,7 @@ export class Steering {
         // may have left its at-exit rules). New rules first: between the two steps a packet meets
         // both sets (queued, or refused), never neither (which would pass it in plaintext).
         const stale = everyChain(rs).filter(([t, , c]) => !plan.chains.some(([t2, c2]) => t2 === t && c2 === c));
-        for (const [table, parent, chain] of stale) await removeChain(tool, table, parent, chain);
+        for (const [table, parent, chain] of stale) await removeChain(this.run, tool, table, parent, chain);
       }
     }
     this.current = rs;
@@ -367,10 +376,10 @@ export class Steering {
   /** Removes every rule of the named ruleset (idempotent). */
   async remove(name = this.current?.name): Promise<void> {
     if (name === undefined) return;
-    if (this.backend === 'nft') await run('nft', ['-f', '-'], renderNftRemoval(name));
+    if (this.backend === 'nft') await this.run('nft', ['-f', '-'], renderNftRemoval(name));
     else {
       for (const tool of ['iptables', 'ip6tables']) {
-        for (const [table, parent, chain] of everyChain({ name, queues: { first: 0, count: 1 }, rules: [] })) await removeChain(tool, table, parent, chain);
+        for (const [table, parent, chain] of everyChain({ name, queues: { first: 0, count: 1 }, rules: [] })) await removeChain(this.run, tool, table, parent, chain);
       }
     }
     this.current = null;
@@ -393,7 +402,7 @@ function everyChain(rs: Ruleset): [string, string, string][] {
   return out;
 }
 
-async function removeChain(tool: string, table: string, parent: string, chain: string): Promise<void> {
+async function removeChain(run: RuleTool, tool: string, table: string, parent: string, chain: string): Promise<void> {
   for (let i = 0; parent !== '' && i < 16; i++) if (!(await run(tool, ['-w', '5', '-t', table, '-D', parent, '-j', chain])).ok) break;
   await run(tool, ['-w', '5', '-t', table, '-F', chain]);
   await run(tool, ['-w', '5', '-t', table, '-X', chain]);

@@ -14,7 +14,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { HostPort } from '../common/config/walker';
 import { type HistogramSnapshot, mergeHistograms } from '../common/engine/latency-histogram';
-import { type Log, countBy, runUntilSignalled, serveOps } from './daemon-kit';
+import { type Log, checkFixedOnReload, countBy, runUntilSignalled, serveOps } from './daemon-kit';
 import { type StatusFigures, registryFromStatus } from './engine-metrics';
 import { type Ruleset, Steering } from './steering';
 
@@ -161,38 +161,40 @@ export class WorkerPool {
 
 /**
  * In the primary: start the workers, own the rules and the operator endpoints, until SIGTERM.
- * `rules` and `merge` read the role's current config, which `reload` replaces.
+ * SIGHUP loads the config again (refused when a field in `fixedOnReload` changed), re-applies
+ * the rules and has every worker reload; `rules` and `merge` see the current config.
  */
-export async function runPoolPrimary(o: {
+export async function runPoolPrimary<C extends { control: string | null; metrics: HostPort | null }>(o: {
   role: 'gateway' | 'agent';
   pool: WorkerPool;
   log: Log;
-  ops: { control: string | null; metrics: HostPort | null };
-  rules(): { running: Ruleset; closed: Ruleset };
+  config: C;
+  load(): C;
+  fixedOnReload: readonly (keyof C & string)[];
+  rules(c: C): { running: Ruleset; closed: Ruleset };
   /** The role's own fields for the merged status (over the summed figures). */
-  merge(parts: readonly Record<string, unknown>[]): Record<string, unknown>;
-  /** SIGHUP: load and check the next config and make it current (the rules follow). */
-  reload(): Promise<void>;
+  merge(parts: readonly Record<string, unknown>[], c: C): Record<string, unknown>;
   /** How long stopping workers may take before they are killed. */
-  stopTimeoutMs(): number;
+  stopTimeoutMs(c: C): number;
   started: Record<string, unknown>;
   /** After the workers are gone, before the operator endpoints close. */
   onStopped?(): Promise<void>;
 }): Promise<void> {
   const { pool, log } = o;
+  let current = o.config;
   await pool.start();
   const steering = await Steering.detect();
-  await steering.apply(o.rules().running);
+  await steering.apply(o.rules(current).running);
 
   let last: Record<string, unknown>[] = [];
   const refresh = async () => (last = await pool.statuses());
-  const merged = (): Record<string, unknown> => ({ ...mergeWorkerStatuses(last, steering.backend), ...o.merge(last.filter((p) => p.role === o.role)) });
+  const merged = (): Record<string, unknown> => ({ ...mergeWorkerStatuses(last, steering.backend), ...o.merge(last.filter((p) => p.role === o.role), current) });
   await refresh();
   const timer = setInterval(() => void refresh(), 1000);
 
   const ops = await serveOps({
-    control: o.ops.control,
-    metrics: o.ops.metrics,
+    control: current.control,
+    metrics: current.metrics,
     status: async () => {
       await refresh();
       return merged();
@@ -205,15 +207,17 @@ export async function runPoolPrimary(o: {
 
   await runUntilSignalled(log, {
     reload: async () => {
-      await o.reload();
-      await steering.apply(o.rules().running);
+      const next = o.load();
+      checkFixedOnReload(current, next, o.fixedOnReload, o.role);
+      await steering.apply(o.rules(next).running);
+      current = next;
       pool.reload();
     },
     stop: async (signal) => {
       log('info', `${o.role}-stopping`, { signal, workers: pool.up });
       clearInterval(timer);
-      await steering.apply(o.rules().closed).catch((e: unknown) => log('error', 'steering-close-failed', { error: (e as Error).message }));
-      await pool.stop(o.stopTimeoutMs());
+      await steering.apply(o.rules(current).closed).catch((e: unknown) => log('error', 'steering-close-failed', { error: (e as Error).message }));
+      await pool.stop(o.stopTimeoutMs(current));
       await o.onStopped?.();
       await ops.close();
       log('info', `${o.role}-stopped`, {});

@@ -10,6 +10,7 @@ import {
   balanceChain,
   gatewayClosedRules,
   gatewayRules,
+  Steering,
   renderIptables,
   renderNft,
 } from '../../runtime/steering';
@@ -153,5 +154,45 @@ describe('several queues (worker processes)', () => {
   test('closed rules queue nothing, so the balance chain counts as stale and goes', () => {
     const closed = renderIptables(agentClosedRules([{ ...web, refuse: true }]), 4);
     expect(closed.chains.some(([, c]) => c.endsWith('-BALANCE'))).toBe(false);
+  });
+});
+
+describe('applying with iptables: what a packet meets between two rulesets', () => {
+  /** Records every rule command; our jumps are absent until inserted, everything succeeds. */
+  async function recorded() {
+    const log: string[] = [];
+    const steering = await Steering.detect('iptables', async (cmd, args) => {
+      log.push(`${cmd} ${args.filter((a) => a !== '-w' && a !== '5').join(' ')}`);
+      return { ok: !args.includes('-C'), stderr: '' };
+    });
+    return { steering, log };
+  }
+  const running = agentRules([web], { first: 10, count: 2 });
+  const closed = agentClosedRules([{ ...web, refuse: true }]);
+  const first = (log: string[], re: RegExp) => log.findIndex((l) => re.test(l));
+
+  test('stopping: the refusing rules are in before a queueing chain goes, and the balance chain goes last (never neither: rule 7)', async () => {
+    const { steering, log } = await recorded();
+    await steering.apply(running);
+    log.length = 0;
+    await steering.apply(closed);
+    const v4 = log.slice(0, first(log, /^ip6tables/));
+    const installed = first(v4, /^iptables-restore/);
+    const unhooked = first(v4, /^iptables -t mangle -D OUTPUT -j CG-AGENT-OUTPUT$/);
+    const flushed = first(v4, /^iptables -t mangle -F CG-AGENT-OUTPUT$/);
+    expect(installed).toBeGreaterThanOrEqual(0);
+    expect(unhooked).toBeGreaterThan(installed);
+    expect(flushed).toBeGreaterThan(unhooked);
+    expect(first(v4, /^iptables -t mangle -F CG-AGENT-BALANCE$/)).toBeGreaterThan(flushed);
+  });
+
+  test('a reload keeps every chain it uses: nothing in use is flushed or deleted', async () => {
+    const { steering, log } = await recorded();
+    await steering.apply(running);
+    log.length = 0;
+    await steering.apply(running);
+    // (IPv4 only: the destination is IPv4, so in ip6tables these chains are unused and do go.)
+    expect(log.filter((l) => /^iptables .* -[FX] CG-AGENT-(OUTPUT|INPUT|BALANCE)$/.test(l))).toEqual([]);
+    expect(log.filter((l) => /^ip6tables .* -X CG-AGENT-BALANCE$/.test(l))).toHaveLength(1);
   });
 });
